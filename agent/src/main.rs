@@ -1,0 +1,3 @@
+//! tether-agent: acts inside a target pod's namespaces.
+
+fn main() {}

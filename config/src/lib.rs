@@ -1,0 +1,1 @@
+//! tether config (see DESIGN.md).

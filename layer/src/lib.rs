@@ -1,0 +1,1 @@
+//! libtether_layer.so: loaded into the debuggee with LD_PRELOAD.

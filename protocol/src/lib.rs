@@ -1,0 +1,1 @@
+//! tether protocol (see DESIGN.md).

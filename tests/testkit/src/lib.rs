@@ -1,0 +1,1 @@
+//! Test pods and test clusters made of real network namespaces.
