@@ -1,1 +1,67 @@
-//! tether protocol (see DESIGN.md).
+//! Wire types and framing for tether's two links.
+//!
+//! ```text
+//! debuggee + layer --[layer link: LayerMessage / DaemonMessage]--> daemon (session router)
+//! daemon           --[agent link: ClientMessage / AgentMessage]--> agent (in the target's namespaces)
+//! ```
+//!
+//! Modules:
+//! - [`codec`]: length-prefixed frames (u32 big-endian length + bincode 2 payload), blocking and
+//!   (feature `tokio`) async; decoders reject oversize or malformed frames with an error.
+//! - [`agent`] and [`layer`]: the top-level messages of each link.
+//! - [`file`], [`dns`], [`outgoing`], [`incoming`]: operations shared by both links, so the daemon
+//!   forwards most layer requests to the agent without translating them.
+//! - [`error`]: typed errors carried on the wire.
+//! - [`session_env`]: names of the environment variables that hand a session to the debuggee.
+//!
+//! **Architecture invariant:** this crate does no IO but framing, and knows nothing of config files
+//! or Kubernetes. Config types never go on the wire; the daemon converts them into the wire twins
+//! here (for example [`layer::LayerPolicy`]).
+//!
+//! # Compatibility rules
+//! Safe changes: append a variant at the end of an enum; add a new message kind guarded by a
+//! `*_VERSION` constant that senders check against the negotiated version.
+//! Breaking changes (never do these): reorder or remove variants, add or reorder fields of an
+//! existing struct or variant, switch `T` to `Option<T>`. bincode encodes positionally, so any of
+//! these silently corrupts what an older peer reads.
+
+mod addr;
+pub mod agent;
+pub mod codec;
+pub mod dns;
+pub mod error;
+pub mod file;
+pub mod incoming;
+pub mod layer;
+pub mod outgoing;
+mod payload;
+pub mod session_env;
+
+pub use codec::{CodecError, MAX_FRAME_LEN};
+pub use error::{AgentError, RemoteError};
+pub use payload::Payload;
+
+/// The protocol version this build speaks. Both links negotiate `min(ours, theirs)`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The oldest peer version this build still talks to.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+
+/// Picks the version two peers speak, or `None` when they share none.
+pub fn negotiate(ours: u32, theirs: u32) -> Option<u32> {
+    let v = ours.min(theirs);
+    (v >= MIN_PROTOCOL_VERSION).then_some(v)
+}
+
+/// Id of a request on one connection; responses echo it.
+pub type RequestId = u64;
+
+/// Id of a TCP/UDP stream multiplexed on a link. Outgoing streams are numbered by the daemon,
+/// incoming ones by the agent, so the two id spaces never meet.
+pub type ConnId = u64;
+
+/// Id of a remote file handle, scoped to one agent session.
+pub type RemoteFd = u64;
+
+#[cfg(test)]
+mod roundtrip_tests;
