@@ -56,9 +56,18 @@ pub fn negotiate(ours: u32, theirs: u32) -> Option<u32> {
 /// Id of a request on one connection; responses echo it.
 pub type RequestId = u64;
 
-/// Id of a TCP/UDP stream multiplexed on a link. Outgoing streams are numbered by the daemon,
-/// incoming ones by the agent, so the two id spaces never meet.
+/// Id of a TCP/UDP stream multiplexed on a link. Outgoing streams are numbered by the daemon
+/// (high bit clear), incoming ones by the agent (high bit set, see [`AGENT_CONN_ID_BIT`]), so a
+/// [`outgoing::StreamMessage`] names its stream unambiguously in both directions.
 pub type ConnId = u64;
+
+/// Set in every [`ConnId`] the agent allocates (incoming connections); clear in the daemon's.
+pub const AGENT_CONN_ID_BIT: ConnId = 1 << 63;
+
+/// Whether a stream id was allocated by the agent (an incoming connection).
+pub fn is_agent_conn_id(id: ConnId) -> bool {
+    id & AGENT_CONN_ID_BIT != 0
+}
 
 /// Id of a remote file handle, scoped to one agent session.
 pub type RemoteFd = u64;
