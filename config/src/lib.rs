@@ -1,1 +1,166 @@
-//! tether config (see DESIGN.md).
+//! tether's config: types, loading (JSON, TOML, YAML), environment and flag overrides,
+//! validation with positions, and the JSON Schema.
+//!
+//! # Tour
+//! - [`resolve_config_path`] says which file applies ([`ConfigSource`]).
+//! - [`load`] reads a file (or none), applies `TETHER_*`/`MIRRORD_*` variables from an injected
+//!   [`EnvMap`] and typed [`Overrides`] (CLI flags), validates, and returns a [`Verified`] config
+//!   with warnings, or [`ConfigErrors`] with every error found.
+//! - [`verify_str`] does the same for text that is not on disk (the LSP's unsaved buffers).
+//! - [`TetherConfig`] and its parts are what the daemon and layer consume: [`EnvConfig::apply`],
+//!   [`FsConfig::policy`], [`IncomingConfig`], [`HttpFilter`], [`OutgoingFilter`], [`DnsConfig`].
+//! - [`schema_json`] is the JSON Schema generated from the types, checked in at
+//!   `schemas/tether.schema.json`.
+//!
+//! # How reading works
+//! Each format is parsed into one spanned value tree (own JSON parser, `toml`'s spanned
+//! `DeTable`, `saphyr-parser` events), then read into the typed config while tracking key paths
+//! and positions. Errors are collected, not stopped at: a bad value keeps its default and reading
+//! goes on.
+//!
+//! **Architecture invariant:** config types never go on the wire; the daemon converts what the
+//! agent and layer need into `tether-protocol` types.
+//!
+//! **Compatibility:** keys have mirrord's names and meanings. mirrord keys tether lacks are errors
+//! naming why (operator-only, or unsupported), or warnings when ignoring them is harmless.
+
+mod cx;
+mod diag;
+mod mirrord;
+mod model;
+mod node;
+mod overrides;
+mod parse;
+mod read;
+mod resolve;
+mod suggest;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use crate::cx::Cx;
+
+pub use crate::{
+    diag::{ConfigErrors, Diagnostic, Pos, Severity},
+    model::{
+        FeatureConfig, TetherConfig,
+        agent::{AgentConfig, AgentResources, ImagePullPolicy, ImagePullSecret, Toleration},
+        env::{DEFAULT_EXCLUDE, EnvConfig, EnvFileError, read_env_file, wildcard_match},
+        fs::{FsConfig, FsMode, FsPolicy, FsRule},
+        network::{
+            AddressRule, DEFAULT_HTTP_FILTER_PORTS, DnsConfig, HostPattern, HttpFilter,
+            HttpFilterConfig, HttpMatcher, IncomingConfig, IncomingMode, NetworkConfig,
+            OutgoingConfig, OutgoingFilter, Protocol,
+        },
+        target::{Target, TargetConfig, TargetError, TargetType},
+    },
+    node::Format,
+    overrides::{ENV_VARS, EnvMap, EnvVar, Overrides},
+    resolve::{ConfigSource, MIRRORD_FILES, TETHER_FILES, project_dir, resolve_config_path},
+};
+
+/// A valid config and the warnings found while reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The merged config: defaults, file, environment, overrides.
+    pub config: TetherConfig,
+    /// Ignored or no-op settings; the config works regardless.
+    pub warnings: Vec<Diagnostic>,
+    /// The file read, if any.
+    pub path: Option<PathBuf>,
+}
+
+/// Loads and verifies the config at `path` (or only defaults, env and overrides when `None`).
+///
+/// `env` is the process environment, injected so that callers (and tests) control it.
+pub fn load(
+    path: Option<&Path>,
+    env: &EnvMap,
+    overrides: &Overrides,
+) -> Result<Verified, ConfigErrors> {
+    let Some(path) = path else {
+        return finish(Cx::new(None, None), None, None, env, overrides);
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => verify_str(&text, Format::from_path(path), Some(path), env, overrides),
+        Err(e) => {
+            let mut d = Diagnostic::new(Severity::Error, format!("cannot read config file: {e}"))
+                .help("check the path, or leave it out to use `.tether/tether.toml` or `.mirrord/mirrord.json`");
+            d.file = Some(path.to_owned());
+            Err(ConfigErrors {
+                errors: vec![d],
+                warnings: Vec::new(),
+            })
+        }
+    }
+}
+
+/// Verifies config text that may not be on disk (an editor buffer). `file` names it in
+/// diagnostics and anchors relative paths (`feature.env.env_file`).
+pub fn verify_str(
+    text: &str,
+    format: Format,
+    file: Option<&Path>,
+    env: &EnvMap,
+    overrides: &Overrides,
+) -> Result<Verified, ConfigErrors> {
+    let base = file.map(project_dir);
+    let mut cx = Cx::new(file, base.as_deref());
+    match parse::parse(text, format) {
+        Ok(root) => {
+            let cfg = read::read_config(&mut cx, &root);
+            finish(cx, Some(cfg), file, env, overrides)
+        }
+        Err(e) => {
+            cx.error(e.pos, "", e.message, None);
+            let (errors, warnings) = split(cx.diags);
+            Err(ConfigErrors { errors, warnings })
+        }
+    }
+}
+
+fn finish(
+    mut cx: Cx<'_>,
+    cfg: Option<TetherConfig>,
+    file: Option<&Path>,
+    env: &EnvMap,
+    overrides: &Overrides,
+) -> Result<Verified, ConfigErrors> {
+    let mut cfg = cfg.unwrap_or_default();
+    overrides::apply_env(&mut cx, &mut cfg, env);
+    overrides::apply_overrides(&mut cx, &mut cfg, overrides);
+    validate::validate(&mut cx, &cfg);
+    let (errors, warnings) = split(cx.diags);
+    if errors.is_empty() {
+        Ok(Verified {
+            config: cfg,
+            warnings,
+            path: file.map(Path::to_path_buf),
+        })
+    } else {
+        Err(ConfigErrors { errors, warnings })
+    }
+}
+
+/// Errors and warnings, each in file order (diagnostics without a position last).
+fn split(mut diags: Vec<Diagnostic>) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+    diags.sort_by_key(|d| (d.line.is_none(), d.line, d.column));
+    diags
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error)
+}
+
+/// The JSON Schema of the config file.
+pub fn schema() -> schemars::Schema {
+    schemars::schema_for!(TetherConfig)
+}
+
+/// [`schema`] as pretty JSON with a final newline: the content of `schemas/tether.schema.json`.
+pub fn schema_json() -> String {
+    let mut s = serde_json::to_string_pretty(&schema()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests;
