@@ -1,1 +1,26 @@
 //! Test pods and test clusters made of real network namespaces.
+//!
+//! Modules:
+//! - [`net`]: networks (a bridge in its own "infra" network namespace, a DNS server), sandboxes
+//!   (a network namespace with a veth and an IP), services (virtual IP + DNAT), DNS records.
+//!   Shared with the `tether-testnet` CLI.
+//! - [`container`]: entering a sandbox with a new mount and UTS namespace and a private root.
+//! - [`cleanup_stale`] / [`cleanup_all`]: sweeping leftovers of dead test processes.
+//!
+//! Everything needs root (CI runs as root) and `ip` from iproute2; services need `iptables`.
+
+mod cleanup;
+pub mod container;
+mod error;
+pub mod net;
+mod state;
+mod sys;
+mod testsrv;
+
+pub use cleanup::{CleanupReport, cleanup_all, cleanup_stale};
+pub use error::{Error, Result};
+pub use state::{
+    CLUSTER_DOMAIN, DnsRecord, NetworkInfo, POD_DOMAIN, SandboxInfo, ServiceInfo, base_dir,
+};
+pub use sys::{ProcessId, Proto};
+pub use testsrv::{TESTSRV, testsrv_bin};
