@@ -1,0 +1,180 @@
+//! Running code inside the target's network namespace.
+//!
+//! `setns(2)` changes the namespace of the calling thread only, and tokio moves tasks between
+//! threads, so the agent keeps one dedicated OS thread that entered the target's netns once and
+//! runs closures sent to it. Closures there should be short (create a socket, bind it): a socket
+//! keeps the namespace it was created in, so the caller converts it with `from_std` and does the
+//! slow parts (connect, IO) from tokio on any thread.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use tether_protocol::AgentError;
+use thiserror::Error;
+
+use crate::errors::missing_capability;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Errors of entering or using the namespace.
+#[derive(Debug, Error)]
+pub enum NetNsError {
+    /// The namespace file could not be opened (target gone, or no permission).
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// `/proc/PID/ns/net`.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// `setns` was refused for lack of CAP_SYS_ADMIN.
+    #[error(
+        "cannot enter the target's network namespace {path}: permission denied\n  help: the agent needs CAP_SYS_ADMIN (and CAP_SYS_PTRACE for another user's process)"
+    )]
+    Permission {
+        /// `/proc/PID/ns/net`.
+        path: PathBuf,
+    },
+    /// `setns` failed otherwise.
+    #[error("cannot enter the target's network namespace {path}: {source}")]
+    Setns {
+        /// `/proc/PID/ns/net`.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The namespace thread is gone (it panicked).
+    #[error("the network namespace thread is gone")]
+    ThreadGone,
+}
+
+impl From<NetNsError> for AgentError {
+    fn from(e: NetNsError) -> Self {
+        match e {
+            NetNsError::Permission { .. } => missing_capability(
+                "CAP_SYS_ADMIN",
+                "enter the target's network namespace (setns)",
+            ),
+            NetNsError::Open { ref source, .. }
+                if source.raw_os_error() == Some(libc::EACCES)
+                    || source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                missing_capability(
+                    "CAP_SYS_PTRACE",
+                    "open the target's network namespace (/proc/PID/ns/net)",
+                )
+            }
+            other => AgentError::Other(other.to_string()),
+        }
+    }
+}
+
+/// A handle on the thread that lives in the target's network namespace. Cheap to share
+/// (`Arc`); jobs run one at a time in submission order.
+#[derive(Debug)]
+pub struct NetNs {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl NetNs {
+    /// Starts a thread in the network namespace of `pid`.
+    pub fn enter(pid: u32) -> Result<Self, NetNsError> {
+        Self::enter_path(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    /// Starts a thread in the network namespace at `path` (a `/proc/PID/ns/net` or a bind mount).
+    pub fn enter_path(path: PathBuf) -> Result<Self, NetNsError> {
+        let ns = File::open(&path).map_err(|source| NetNsError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), std::io::Error>>(1);
+        std::thread::Builder::new()
+            .name("tether-netns".into())
+            .spawn(move || {
+                // SAFETY: setns on a valid namespace fd; it only affects this thread.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                let res = if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                };
+                let ok = res.is_ok();
+                let _ = ready_tx.send(res);
+                drop(ns);
+                if ok {
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                }
+            })
+            .map_err(|source| NetNsError::Setns {
+                path: path.clone(),
+                source,
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { jobs, path }),
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+                Err(NetNsError::Permission { path })
+            }
+            Ok(Err(source)) => Err(NetNsError::Setns { path, source }),
+            Err(_) => Err(NetNsError::ThreadGone),
+        }
+    }
+
+    /// The namespace file this handle entered.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Runs `f` on the namespace thread and returns its result.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, NetNsError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| NetNsError::ThreadGone)?;
+        rx.await.map_err(|_| NetNsError::ThreadGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn netns_inode(path: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[tokio::test]
+    async fn closures_run_in_the_entered_namespace() {
+        // Our own namespace is always enterable as root; the thread must report the same inode.
+        let me = std::process::id();
+        let ns = NetNs::enter(me).expect("enter own netns");
+        let inode = ns
+            .run(|| {
+                use std::os::unix::fs::MetadataExt;
+                // The thread's own view: /proc/thread-self reflects the calling thread.
+                std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+            })
+            .await
+            .unwrap();
+        assert_eq!(inode, netns_inode("/proc/self/ns/net"));
+    }
+
+    #[tokio::test]
+    async fn missing_process_is_an_open_error() {
+        let err = NetNs::enter(u32::MAX / 2).unwrap_err();
+        assert!(matches!(err, NetNsError::Open { .. }), "{err}");
+    }
+}
