@@ -69,6 +69,11 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    // `tether-agent guard ...`: the process incoming traffic starts to remove its iptables rules
+    // once the agent is gone (see `incoming::guard`); it needs no token and no runtime.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "guard") {
+        return incoming::guard::main(std::env::args_os().skip(2));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
