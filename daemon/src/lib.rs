@@ -1,0 +1,13 @@
+//! The `tether` daemon and command line, as a library so that tests drive it in-process.
+//!
+//! Code map:
+//! - [`server`]: the JSON-RPC API (WebSocket, token, Origin refusal) and its OpenRPC document.
+//! - [`discovery`]: one daemon per user, found through a 0600 discovery file.
+//! - [`kube`]: kubeconfig contexts, API clients, and the targets watch cache.
+//!
+//! **Architecture invariant:** only this crate talks to the Kubernetes API; config types never go
+//! on the wire (the server keeps its own wire twins).
+
+pub mod discovery;
+pub mod kube;
+pub mod server;
