@@ -258,7 +258,7 @@ fn as_int<T: TryFrom<i64>>(cx: &mut Cx<'_>, n: &Node, path: &str, max: u64) -> O
             );
             None
         }
-        Value::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+        Value::Float(f) if f.is_finite() => {
             cx.error(
                 n.pos,
                 path,
@@ -286,17 +286,23 @@ fn as_u16(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<u16> {
 }
 
 fn as_port(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<u16> {
-    let p = as_u16(cx, n, path)?;
-    if p == 0 {
-        cx.error(
-            n.pos,
-            path,
-            format!("`{path}` must be a port from 1 to 65535, found 0"),
-            None,
-        );
-        return None;
+    const EXPECTED: &str = "a port from 1 to 65535";
+    match n.value {
+        Value::Int(i) if (1..=65535).contains(&i) => u16::try_from(i).ok(),
+        Value::Int(i) => {
+            cx.error(
+                n.pos,
+                path,
+                format!("`{path}` must be {EXPECTED}, found {i}"),
+                None,
+            );
+            None
+        }
+        _ => {
+            type_error(cx, n, path, EXPECTED);
+            None
+        }
     }
-    Some(p)
 }
 
 /// A string or an array of strings; with `semicolons`, a string is split on `;`.
@@ -756,13 +762,15 @@ fn read_port_mapping(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<Vec<(u16, 
                 }
             }
             _ => {
+                let found = match &item.value {
+                    Value::Array(a) if a.len() == 1 => "1 item".to_owned(),
+                    Value::Array(a) => format!("{} items", a.len()),
+                    v => v.kind().to_owned(),
+                };
                 cx.error(
                     item.pos,
                     &p,
-                    format!(
-                        "`{p}` must be a `[local, remote]` port pair, found {}",
-                        item.value.kind()
-                    ),
+                    format!("`{p}` must be a `[local, remote]` port pair, found {found}"),
                     None,
                 );
                 None
