@@ -1,0 +1,604 @@
+//! The daemon's client of the agent protocol: one connection to one agent, shared by every task of
+//! a session.
+//!
+//! ```text
+//! callers --ClientMessage--> writer task --frames--> agent
+//! agent --frames--> reader task --Response--> pending request (by id)
+//!                               --StreamMessage--> stream receiver (by conn_id)
+//!                               --IncomingEvent--> event receiver (one per link)
+//! ```
+//!
+//! Request ids are allocated here, so callers (the session router) never put their own ids on the
+//! wire. Outgoing stream ids are allocated here too, with [`AGENT_CONN_ID_BIT`] clear; incoming
+//! ones come from the agent with the bit set and are registered the moment their
+//! `NewConnection` event is read, so no data that follows it can be lost.
+//!
+//! **Invariant:** once the link is down (read or write error, the agent's close, a missed pong),
+//! every pending request fails at once, every stream receiver ends, and new requests fail without
+//! waiting. Nothing that waits on the agent hangs after it died.
+
+mod error;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tether_protocol::agent::{
+    AgentHello, AgentMessage, ClientHello, ClientMessage, Request, Response,
+};
+use tether_protocol::codec::FrameCodec;
+use tether_protocol::incoming::{HttpRequest, IncomingEvent, IncomingMode};
+use tether_protocol::outgoing::StreamMessage;
+use tether_protocol::{AGENT_CONN_ID_BIT, ConnId, PROTOCOL_VERSION, RequestId, is_agent_conn_id};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+pub use self::error::{ConnectError, LinkDown, RequestError};
+
+/// Tuning of one agent link.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// How long connecting and the hello may take.
+    pub connect_timeout: Duration,
+    /// How often to ping the agent.
+    pub ping_interval: Duration,
+    /// The link is declared dead when nothing arrived from the agent for this long.
+    pub dead_after: Duration,
+    /// Session id sent in the hello, for the agent's logs.
+    pub session_id: String,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(5),
+            dead_after: Duration::from_secs(15),
+            session_id: String::new(),
+        }
+    }
+}
+
+/// Messages queued for the writer task. Bounded: a caller that outpaces the agent link waits.
+const WRITE_QUEUE: usize = 256;
+/// Per-stream queue of messages from the agent. When a local socket does not drain its stream, the
+/// reader waits here, which stalls the whole link (TCP backpressure to the agent) rather than
+/// buffering without bound.
+const STREAM_QUEUE: usize = 256;
+/// Incoming events waiting for the session router.
+const EVENT_QUEUE: usize = 1024;
+
+/// Something the agent sent that is not the answer to a request.
+#[derive(Debug)]
+pub enum AgentEvent {
+    /// A client connected to a subscribed port; its data arrives on `stream`.
+    Connection {
+        /// The port in the target.
+        port: u16,
+        /// Mirror or steal.
+        mode: IncomingMode,
+        /// The client.
+        client: SocketAddr,
+        /// The address the client connected to.
+        server: SocketAddr,
+        /// The connection's stream (id allocated by the agent).
+        stream: StreamRx,
+    },
+    /// A filtered HTTP request to answer with [`ClientMessage::HttpResponse`].
+    HttpRequest(HttpRequest),
+    /// The agent dropped a subscription.
+    SubscriptionLost {
+        /// The port.
+        port: u16,
+        /// Why.
+        reason: String,
+    },
+    /// A message for the user.
+    Warning(String),
+}
+
+type Pending = oneshot::Sender<Result<Response, RequestError>>;
+
+struct State {
+    /// `Some` once the link is down; then nothing is added to the maps.
+    down: Option<LinkDown>,
+    pending: HashMap<RequestId, Pending>,
+    streams: HashMap<ConnId, mpsc::Sender<StreamMessage>>,
+}
+
+struct Inner {
+    hello: AgentHello,
+    tx: mpsc::Sender<ClientMessage>,
+    state: Mutex<State>,
+    next_request: AtomicU64,
+    next_conn: AtomicU64,
+    /// Flips to `true` once when the link goes down.
+    down_tx: watch::Sender<bool>,
+}
+
+/// A handle to one agent link. Cheap to clone; the link lives until [`AgentClient::shutdown`] or
+/// until the agent side goes away.
+#[derive(Clone)]
+pub struct AgentClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("agent", &self.inner.hello.agent)
+            .field("down", &self.down_reason())
+            .finish()
+    }
+}
+
+/// The receiving half of one stream. Dropping it unregisters the stream; later messages for it
+/// from the agent are discarded.
+#[derive(Debug)]
+pub struct StreamRx {
+    conn_id: ConnId,
+    rx: mpsc::Receiver<StreamMessage>,
+    link: Weak<Inner>,
+}
+
+impl StreamRx {
+    /// The stream's id.
+    pub fn conn_id(&self) -> ConnId {
+        self.conn_id
+    }
+
+    /// The next message, or `None` when the link went down (treat as a reset).
+    pub async fn recv(&mut self) -> Option<StreamMessage> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for StreamRx {
+    fn drop(&mut self) {
+        if let Some(inner) = self.link.upgrade() {
+            inner.lock().streams.remove(&self.conn_id);
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain maps behind; keep using them.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the link down and fails everything waiting on it. Idempotent.
+    fn go_down(&self, why: LinkDown) {
+        let (pending, streams) = {
+            let mut st = self.lock();
+            if st.down.is_some() {
+                return;
+            }
+            tracing::warn!("agent link down: {why}");
+            st.down = Some(why.clone());
+            (
+                std::mem::take(&mut st.pending),
+                std::mem::take(&mut st.streams),
+            )
+        };
+        for (_, tx) in pending {
+            let _ = tx.send(Err(RequestError::LinkDown(why.clone())));
+        }
+        drop(streams);
+        self.down_tx.send_replace(true);
+    }
+}
+
+impl AgentClient {
+    /// Connects to an agent over TCP and says hello.
+    pub async fn connect(
+        addr: &str,
+        token: &str,
+        opts: LinkOptions,
+    ) -> Result<(Self, mpsc::Receiver<AgentEvent>), ConnectError> {
+        let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                addr: addr.to_owned(),
+                after: opts.connect_timeout,
+            })?
+            .map_err(|source| ConnectError::Unreachable {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        Self::handshake(r, w, addr, token, opts).await
+    }
+
+    /// Says hello over an already open connection (TCP, a port-forward, an in-memory pipe in
+    /// tests) and starts the link's tasks. `peer` names the agent in errors.
+    pub async fn handshake<R, W>(
+        r: R,
+        w: W,
+        peer: &str,
+        token: &str,
+        opts: LinkOptions,
+    ) -> Result<(Self, mpsc::Receiver<AgentEvent>), ConnectError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut reader = FramedRead::with_capacity(
+            r,
+            FrameCodec::<ClientMessage, AgentMessage>::new(),
+            256 * 1024,
+        );
+        let mut writer = FramedWrite::new(w, FrameCodec::<ClientMessage, AgentMessage>::new());
+        let hello = ClientHello {
+            protocol_version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+            client: format!("tether {}", env!("CARGO_PKG_VERSION")),
+            session_id: opts.session_id.clone(),
+        };
+        let exchange = async {
+            writer
+                .send(ClientMessage::Hello(hello))
+                .await
+                .map_err(|e| ConnectError::Handshake {
+                    addr: peer.to_owned(),
+                    detail: format!("sending hello: {e}"),
+                })?;
+            match reader.next().await {
+                Some(Ok(AgentMessage::Hello(h))) => Ok(h),
+                Some(Ok(AgentMessage::Refused(e))) => Err(ConnectError::Refused {
+                    addr: peer.to_owned(),
+                    error: e,
+                }),
+                Some(Ok(other)) => Err(ConnectError::Handshake {
+                    addr: peer.to_owned(),
+                    detail: format!("expected a hello, got {}", message_kind(&other)),
+                }),
+                Some(Err(e)) => Err(ConnectError::Handshake {
+                    addr: peer.to_owned(),
+                    detail: e.to_string(),
+                }),
+                None => Err(ConnectError::Handshake {
+                    addr: peer.to_owned(),
+                    detail: "the agent closed the connection during the hello".into(),
+                }),
+            }
+        };
+        let agent_hello = tokio::time::timeout(opts.connect_timeout, exchange)
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                addr: peer.to_owned(),
+                after: opts.connect_timeout,
+            })??;
+        if tether_protocol::negotiate(PROTOCOL_VERSION, agent_hello.protocol_version).is_none()
+            || agent_hello.protocol_version > PROTOCOL_VERSION
+        {
+            return Err(ConnectError::VersionMismatch {
+                addr: peer.to_owned(),
+                agent: agent_hello.protocol_version,
+                client: PROTOCOL_VERSION,
+            });
+        }
+
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (down_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            hello: agent_hello,
+            tx,
+            state: Mutex::new(State {
+                down: None,
+                pending: HashMap::new(),
+                streams: HashMap::new(),
+            }),
+            next_request: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
+            down_tx,
+        });
+        let live = Arc::new(Liveness {
+            last_rx: Mutex::new(Instant::now()),
+            blocked: false.into(),
+        });
+        tokio::spawn(write_loop(writer, rx, Arc::downgrade(&inner)));
+        tokio::spawn(read_loop(
+            reader,
+            Arc::downgrade(&inner),
+            events_tx,
+            live.clone(),
+        ));
+        tokio::spawn(ping_loop(Arc::downgrade(&inner), live, opts));
+        Ok((Self { inner }, events_rx))
+    }
+
+    /// The agent's hello: its version and the target.
+    pub fn hello(&self) -> &AgentHello {
+        &self.inner.hello
+    }
+
+    /// Why the link is down, or `None` while it is up.
+    pub fn down_reason(&self) -> Option<LinkDown> {
+        self.inner.lock().down.clone()
+    }
+
+    /// Resolves once the link is down.
+    pub async fn closed(&self) {
+        let mut rx = self.inner.down_tx.subscribe();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+
+    /// Sends a request and waits for its answer. Many requests may be in flight at once; answers
+    /// come back in any order.
+    pub async fn request(&self, body: Request) -> Result<Response, RequestError> {
+        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.inner.lock();
+            if let Some(why) = &st.down {
+                return Err(RequestError::LinkDown(why.clone()));
+            }
+            st.pending.insert(id, tx);
+        }
+        if let Err(why) = self.send(ClientMessage::Request { id, body }).await {
+            self.inner.lock().pending.remove(&id);
+            return Err(RequestError::LinkDown(why));
+        }
+        match rx.await {
+            Ok(result) => result,
+            // The sender is only dropped without a value if the link task itself vanished.
+            Err(_) => Err(RequestError::LinkDown(
+                self.down_reason()
+                    .unwrap_or_else(|| LinkDown::new("agent link closed")),
+            )),
+        }
+    }
+
+    /// Queues one message for the agent (stream data, an HTTP response, ...). Waits while the
+    /// write queue is full.
+    pub async fn send(&self, msg: ClientMessage) -> Result<(), LinkDown> {
+        if let Some(why) = self.down_reason() {
+            return Err(why);
+        }
+        self.inner.tx.send(msg).await.map_err(|_| {
+            self.down_reason()
+                .unwrap_or_else(|| LinkDown::new("agent link closed"))
+        })
+    }
+
+    /// Allocates an outgoing stream id (high bit clear) and registers its receiver. Register
+    /// before asking the agent to open it, so no early data is lost.
+    pub fn open_stream(&self) -> Result<StreamRx, LinkDown> {
+        let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed) & !AGENT_CONN_ID_BIT;
+        register_stream(&self.inner, conn_id)
+    }
+
+    /// Ends the session politely: says goodbye, then closes the link.
+    pub async fn shutdown(&self) {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), self.send(ClientMessage::Goodbye)).await;
+        // Give the writer a moment to flush the goodbye before tearing the link down.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.inner.go_down(LinkDown::new("session ended"));
+    }
+}
+
+fn register_stream(inner: &Arc<Inner>, conn_id: ConnId) -> Result<StreamRx, LinkDown> {
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let mut st = inner.lock();
+    if let Some(why) = &st.down {
+        return Err(why.clone());
+    }
+    st.streams.insert(conn_id, tx);
+    Ok(StreamRx {
+        conn_id,
+        rx,
+        link: Arc::downgrade(inner),
+    })
+}
+
+fn message_kind(m: &AgentMessage) -> &'static str {
+    match m {
+        AgentMessage::Hello(_) => "Hello",
+        AgentMessage::Refused(_) => "Refused",
+        AgentMessage::Response { .. } => "Response",
+        AgentMessage::Failed { .. } => "Failed",
+        AgentMessage::Stream(_) => "Stream",
+        AgentMessage::Incoming(_) => "Incoming",
+        AgentMessage::Pong(_) => "Pong",
+        AgentMessage::Warning(_) => "Warning",
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: FramedWrite<W, FrameCodec<ClientMessage, AgentMessage>>,
+    mut rx: mpsc::Receiver<ClientMessage>,
+    inner: Weak<Inner>,
+) {
+    let mut down_rx = match inner.upgrade() {
+        Some(i) => i.down_tx.subscribe(),
+        None => return,
+    };
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = down_rx.wait_for(|d| *d) => None,
+        };
+        let Some(msg) = msg else { break };
+        // Batch whatever is already queued into one flush: fewer syscalls under load.
+        let mut res = writer.feed(msg).await;
+        while res.is_ok() && writer.write_buffer().len() < 1024 * 1024 {
+            match rx.try_recv() {
+                Ok(m) => res = writer.feed(m).await,
+                Err(_) => break,
+            }
+        }
+        if res.is_ok() {
+            res = writer.flush().await;
+        }
+        if let Err(e) = res {
+            if let Some(i) = inner.upgrade() {
+                i.go_down(LinkDown::new(format!("writing to the agent failed: {e}")));
+            }
+            return;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: FramedRead<R, FrameCodec<ClientMessage, AgentMessage>>,
+    inner: Weak<Inner>,
+    events: mpsc::Sender<AgentEvent>,
+    live: Arc<Liveness>,
+) {
+    let mut down_rx = match inner.upgrade() {
+        Some(i) => i.down_tx.subscribe(),
+        None => return,
+    };
+    let why = loop {
+        let next = tokio::select! {
+            n = reader.next() => n,
+            _ = down_rx.wait_for(|d| *d) => return,
+        };
+        let msg = match next {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => break LinkDown::new(format!("reading from the agent failed: {e}")),
+            None => break LinkDown::new("the agent closed the connection"),
+        };
+        live.touch();
+        let Some(inner) = inner.upgrade() else { return };
+        match msg {
+            AgentMessage::Response { id, result } => {
+                let tx = inner.lock().pending.remove(&id);
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(result.map_err(RequestError::Remote));
+                    }
+                    None => tracing::debug!(id, "response to an unknown request"),
+                }
+            }
+            AgentMessage::Failed { id, error } => {
+                let tx = inner.lock().pending.remove(&id);
+                if let Some(tx) = tx {
+                    let _ = tx.send(Err(RequestError::Agent(error)));
+                }
+            }
+            AgentMessage::Stream(m) => {
+                let tx = inner.lock().streams.get(&m.conn_id()).cloned();
+                match tx {
+                    // Waiting here is the backpressure: a full stream stalls the link.
+                    Some(tx) => {
+                        let mut d = inner.down_tx.subscribe();
+                        drop(inner);
+                        live.blocked.store(true, Ordering::Relaxed);
+                        tokio::select! {
+                            _ = tx.send(m) => {}
+                            _ = d.wait_for(|d| *d) => return,
+                        }
+                        live.blocked.store(false, Ordering::Relaxed);
+                        live.touch();
+                    }
+                    None => tracing::trace!(conn_id = m.conn_id(), "data for a closed stream"),
+                }
+            }
+            AgentMessage::Incoming(ev) => {
+                let ev = match ev {
+                    IncomingEvent::NewConnection {
+                        conn_id,
+                        port,
+                        mode,
+                        client,
+                        server,
+                    } => {
+                        if !is_agent_conn_id(conn_id) {
+                            break LinkDown::new(format!(
+                                "protocol violation: incoming connection id {conn_id} lacks the agent bit"
+                            ));
+                        }
+                        match register_stream(&inner, conn_id) {
+                            Ok(stream) => AgentEvent::Connection {
+                                port,
+                                mode,
+                                client,
+                                server,
+                                stream,
+                            },
+                            Err(_) => return,
+                        }
+                    }
+                    IncomingEvent::Request(r) => AgentEvent::HttpRequest(r),
+                    IncomingEvent::SubscriptionLost { port, reason } => {
+                        AgentEvent::SubscriptionLost { port, reason }
+                    }
+                };
+                let mut d = inner.down_tx.subscribe();
+                drop(inner);
+                live.blocked.store(true, Ordering::Relaxed);
+                tokio::select! {
+                    _ = events.send(ev) => {}
+                    _ = d.wait_for(|d| *d) => return,
+                }
+                live.blocked.store(false, Ordering::Relaxed);
+                live.touch();
+            }
+            AgentMessage::Warning(w) => {
+                tracing::warn!("agent: {w}");
+                // Warnings are informational: never stall the link for them.
+                let _ = events.try_send(AgentEvent::Warning(w));
+            }
+            AgentMessage::Pong(_) => {}
+            AgentMessage::Hello(_) | AgentMessage::Refused(_) => {
+                break LinkDown::new("protocol violation: a second hello from the agent");
+            }
+        }
+    };
+    if let Some(i) = inner.upgrade() {
+        i.go_down(why);
+    }
+}
+
+/// What the ping loop needs to know about the reader.
+struct Liveness {
+    /// When the last message arrived from the agent.
+    last_rx: Mutex<Instant>,
+    /// The reader is waiting for a slow local consumer, so silence proves nothing.
+    blocked: std::sync::atomic::AtomicBool,
+}
+
+impl Liveness {
+    fn touch(&self) {
+        *self.last_rx.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+}
+
+async fn ping_loop(inner: Weak<Inner>, live: Arc<Liveness>, opts: LinkOptions) {
+    let mut n = 0u64;
+    let mut tick = tokio::time::interval(opts.ping_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(i) = inner.upgrade() else { return };
+        if i.lock().down.is_some() {
+            return;
+        }
+        let quiet = live
+            .last_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        if quiet > opts.dead_after && !live.blocked.load(Ordering::Relaxed) {
+            i.go_down(LinkDown::new(format!(
+                "the agent did not answer for {} s",
+                quiet.as_secs()
+            )));
+            return;
+        }
+        n += 1;
+        // try_send: a full write queue means traffic is flowing, no ping needed.
+        let _ = i.tx.try_send(ClientMessage::Ping(n));
+    }
+}

@@ -1,0 +1,116 @@
+//! Relays bytes between a local TCP socket and an agent stream, both ways, with half-close.
+
+use tether_protocol::agent::ClientMessage;
+use tether_protocol::outgoing::StreamMessage;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::agent_link::{AgentClient, StreamRx};
+
+/// Read size from local sockets: big reads mean few frames on the agent link.
+const CHUNK: usize = 256 * 1024;
+
+/// How the local side of a piped connection behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Bytes flow both ways (outgoing connections, stolen ones).
+    Both,
+    /// Mirror: the app's replies are read and dropped; the original server answers the client.
+    DiscardLocal,
+}
+
+enum Down {
+    /// The agent side finished writing.
+    Eof,
+    /// The agent closed the stream (or the link went down).
+    Closed,
+}
+
+/// Pipes until both sides are done or either fails; always ends the stream at the agent.
+pub(crate) async fn pipe(
+    agent: AgentClient,
+    sock: TcpStream,
+    mut stream: StreamRx,
+    dir: Direction,
+) {
+    let conn_id = stream.conn_id();
+    let _ = sock.set_nodelay(true);
+    let (mut rd, mut wr) = sock.into_split();
+
+    let up_agent = agent.clone();
+    let up = async move {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                if dir == Direction::Both {
+                    up_agent
+                        .send(ClientMessage::Stream(StreamMessage::Eof { conn_id }))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                }
+                return Ok::<_, std::io::Error>(());
+            }
+            if dir == Direction::Both {
+                let data = buf[..n].to_vec().into();
+                up_agent
+                    .send(ClientMessage::Stream(StreamMessage::Data { conn_id, data }))
+                    .await
+                    .map_err(std::io::Error::other)?;
+            }
+        }
+    };
+    let down = async move {
+        while let Some(m) = stream.recv().await {
+            match m {
+                StreamMessage::Data { data, .. } => wr.write_all(data.as_slice()).await?,
+                StreamMessage::Eof { .. } => {
+                    wr.shutdown().await?;
+                    return Ok::<_, std::io::Error>((Down::Eof, wr, stream));
+                }
+                StreamMessage::Close { error, .. } => {
+                    if let Some(e) = error {
+                        tracing::debug!(conn_id, "stream closed by the agent: {e}");
+                    }
+                    return Ok((Down::Closed, wr, stream));
+                }
+                StreamMessage::Datagram { .. } => {}
+            }
+        }
+        Ok((Down::Closed, wr, stream))
+    };
+    tokio::pin!(up, down);
+
+    let mut up_done = false;
+    let mut kept = None;
+    let error: Option<String> = loop {
+        tokio::select! {
+            r = &mut up, if !up_done => {
+                up_done = true;
+                if let Err(e) = r {
+                    break Some(format!("local socket: {e}"));
+                }
+                if kept.is_some() {
+                    break None;
+                }
+            }
+            r = &mut down, if kept.is_none() => match r {
+                Ok((Down::Eof, wr, stream)) => {
+                    kept = Some((wr, stream));
+                    if up_done {
+                        break None;
+                    }
+                }
+                // The agent is done with the stream: nothing to tell it.
+                Ok((Down::Closed, _, _)) => return,
+                Err(e) => break Some(format!("local socket: {e}")),
+            },
+        }
+    };
+    let _ = agent
+        .send(ClientMessage::Stream(StreamMessage::Close {
+            conn_id,
+            error,
+        }))
+        .await;
+}
