@@ -188,30 +188,25 @@ async fn stop(paths: &Paths) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(paths: &Paths, json: bool) -> anyhow::Result<ExitCode> {
-    match discovery::find(paths).await? {
+    let (text, code) = match discovery::find(paths).await? {
+        Found::Live(_, daemon) if json => {
+            (format!("{}\n", serde_json::to_string_pretty(&daemon)?), 0)
+        }
         Found::Live(info, daemon) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&daemon)?);
-            } else {
-                println!("tether: daemon running");
-                println!("  pid      {}", daemon.pid);
-                println!("  version  {}", daemon.version);
-                println!("  address  {}", info.address);
-                println!("  uptime   {}s", daemon.uptime_ms / 1000);
-                if let Some(log) = &daemon.log_file {
-                    println!("  log      {}", log.display());
-                }
-                println!("  file     {}", paths.discovery_file().display());
+            let mut t = String::from("tether: daemon running\n");
+            t += &format!("  pid      {}\n", daemon.pid);
+            t += &format!("  version  {}\n", daemon.version);
+            t += &format!("  address  {}\n", info.address);
+            t += &format!("  uptime   {}s\n", daemon.uptime_ms / 1000);
+            if let Some(log) = &daemon.log_file {
+                t += &format!("  log      {}\n", log.display());
             }
-            Ok(ExitCode::SUCCESS)
+            t += &format!("  file     {}\n", paths.discovery_file().display());
+            (t, 0)
         }
-        Found::Stale(_, why) => {
-            println!("tether: daemon not running ({why})");
-            Ok(ExitCode::from(3))
-        }
-        Found::Missing => {
-            println!("tether: daemon not running");
-            Ok(ExitCode::from(3))
-        }
-    }
+        Found::Stale(_, why) => (format!("tether: daemon not running ({why})\n"), 3),
+        Found::Missing => ("tether: daemon not running\n".to_owned(), 3),
+    };
+    super::ls::print_stdout(&text)?;
+    Ok(ExitCode::from(code))
 }

@@ -52,9 +52,9 @@ pub async fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
     }
     let list: TargetList = discovery::call(&client, "targets.list", params).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
     } else {
-        print!("{}", table(&list));
+        print_stdout(&table(&list))?;
         for w in &list.warnings {
             eprintln!("tether: warning: {w}");
         }
@@ -66,6 +66,16 @@ pub async fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`tether ls | head`) is not an error.
+pub fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// The table `tether ls` prints: kind/name, namespace, containers, ready, ports.

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use super::ls::print_stdout;
 use anyhow::Context as _;
 use clap::Args;
 use tether::{
@@ -31,15 +32,15 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<ExitCode> {
         },
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
         return Ok(ExitCode::SUCCESS);
     }
     if list.sessions.is_empty() {
-        println!("tether: no sessions");
+        print_stdout("tether: no sessions\n")?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<16} {:<32} {:<16} {:<10} {:>6}  PROGRAM",
+    let mut out = format!(
+        "{:<16} {:<32} {:<16} {:<10} {:>6}  PROGRAM\n",
         "ID", "TARGET", "NAMESPACE", "STATE", "LAYERS"
     );
     for s in &list.sessions {
@@ -49,15 +50,16 @@ pub async fn run(args: SessionsArgs) -> anyhow::Result<ExitCode> {
             SessionState::Lingering => "lingering",
             SessionState::Ended => "ended",
         };
-        println!(
-            "{:<16} {:<32} {:<16} {:<10} {:>6}  {}",
+        out.push_str(&format!(
+            "{:<16} {:<32} {:<16} {:<10} {:>6}  {}\n",
             s.id,
             s.target,
             s.namespace.as_deref().unwrap_or("-"),
             state,
             s.layers,
             s.program.as_deref().unwrap_or("-")
-        );
+        ));
     }
+    print_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }
