@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
+	vkslog "github.com/virtual-kubelet/virtual-kubelet/log/slog"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
@@ -96,6 +98,11 @@ func main() {
 }
 
 func run(c config) error {
+	level := slog.LevelInfo
+	if os.Getenv("TETHER_NODE_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	log.L = vkslog.FromSlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 
@@ -155,6 +162,8 @@ func run(c config) error {
 			nc.StreamCreationTimeout = streamCreationTimeout
 			nc.NumWorkers = 4
 			nc.InformerResyncPeriod = 30 * time.Second
+			// VK resolves env before the pod has an IP (status.podIP fails): the provider does it.
+			nc.SkipDownwardAPIResolution = true
 			return nil
 		},
 		nodeutil.WithTLSConfig(nodeutil.WithKeyPairFromPath(c.tlsCert, c.tlsKey), nodeutil.WithCAFromPath(c.clientCA)),

@@ -40,6 +40,10 @@ type provider struct {
 	pods   map[string]*podRun // namespace/name
 	notify func(*corev1.Pod)
 	closed bool
+
+	pending      map[string]*corev1.Pod
+	pendingOrder []string
+	notifySig    chan struct{}
 }
 
 type podRun struct {
@@ -75,7 +79,10 @@ func newProvider(c config, pc nodeutil.ProviderConfig, client kubernetes.Interfa
 	if err := os.MkdirAll(filepath.Join(c.runDir, "containers"), 0o755); err != nil {
 		return nil, err
 	}
-	return &provider{cfg: c, pc: pc, client: client, net: n, pods: map[string]*podRun{}, notify: func(*corev1.Pod) {}}, nil
+	p := &provider{cfg: c, pc: pc, client: client, net: n, pods: map[string]*podRun{}, notify: func(*corev1.Pod) {},
+		pending: map[string]*corev1.Pod{}, notifySig: make(chan struct{}, 1)}
+	go p.notifyLoop()
+	return p, nil
 }
 
 func key(ns, name string) string { return ns + "/" + name }
@@ -87,12 +94,40 @@ func (p *provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 	p.mu.Unlock()
 }
 
-// notifyLocked sends the pod's current status to VK. p.mu must be held.
+// notifyLocked queues the pod's current status for VK. p.mu must be held.
+// Updates are coalesced per pod and delivered in order by one goroutine, so an
+// older status never overtakes a newer one.
 func (p *provider) notifyLocked(pr *podRun) {
 	pod := pr.pod.DeepCopy()
 	pod.Status = *p.statusLocked(pr)
-	cb := p.notify
-	go cb(pod)
+	k := key(pod.Namespace, pod.Name)
+	if _, ok := p.pending[k]; !ok {
+		p.pendingOrder = append(p.pendingOrder, k)
+	}
+	p.pending[k] = pod
+	select {
+	case p.notifySig <- struct{}{}:
+	default:
+	}
+}
+
+func (p *provider) notifyLoop() {
+	for range p.notifySig {
+		for {
+			p.mu.Lock()
+			if len(p.pendingOrder) == 0 {
+				p.mu.Unlock()
+				break
+			}
+			k := p.pendingOrder[0]
+			p.pendingOrder = p.pendingOrder[1:]
+			pod := p.pending[k]
+			delete(p.pending, k)
+			cb := p.notify
+			p.mu.Unlock()
+			cb(pod)
+		}
+	}
 }
 
 func (p *provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
@@ -633,28 +668,15 @@ func newID() string {
 
 // buildCmd makes the container-init command line for one container run.
 func (p *provider) buildCmd(pr *podRun, c *ctrRun, prog *imageProgram) (*exec.Cmd, string, error) {
-	env := map[string]string{}
-	var order []string
-	set := func(k, v string) {
-		if _, ok := env[k]; !ok {
-			order = append(order, k)
-		}
-		env[k] = v
+	envs, err := p.resolveEnv(pr, &c.spec)
+	if err != nil {
+		return nil, "", err
 	}
-	set("PATH", defaultPath)
-	set("HOSTNAME", podHostname(pr.pod))
-	set("HOME", "/root")
-	for _, e := range c.spec.Env {
-		set(e.Name, e.Value)
-	}
-	p.fillStatusEnv(pr, c, set)
+	env := envs.vals
 	argv := c.spec.Command
 	args := c.spec.Args
 	if len(argv) == 0 {
 		argv = prog.entrypoint
-		if len(args) == 0 && len(argv) > 1 {
-			// Entrypoint-only images keep their own default args.
-		}
 	}
 	full := append(append([]string{}, argv...), args...)
 	for i := range full {
@@ -704,7 +726,7 @@ func (p *provider) buildCmd(pr *podRun, c *ctrRun, prog *imageProgram) (*exec.Cm
 	flags = append(flags, "--")
 	flags = append(flags, full...)
 	cmd := exec.Command(self, flags...)
-	for _, k := range order {
+	for _, k := range envs.order {
 		cmd.Env = append(cmd.Env, k+"="+env[k])
 	}
 	cmd.Dir = "/"
@@ -735,33 +757,6 @@ func effectiveSC(pod *corev1.Pod, c *corev1.Container) secCtx {
 		}
 	}
 	return s
-}
-
-// fillStatusEnv resolves env vars from status fields (pod IP, host IP), which VK
-// resolves before the pod has an IP.
-func (p *provider) fillStatusEnv(pr *podRun, c *ctrRun, set func(k, v string)) {
-	orig, err := p.pc.Pods.Pods(pr.pod.Namespace).Get(pr.pod.Name)
-	if err != nil {
-		return
-	}
-	for _, oc := range append(append([]corev1.Container{}, orig.Spec.InitContainers...), orig.Spec.Containers...) {
-		if oc.Name != c.spec.Name {
-			continue
-		}
-		for _, e := range oc.Env {
-			if e.ValueFrom == nil || e.ValueFrom.FieldRef == nil {
-				continue
-			}
-			switch e.ValueFrom.FieldRef.FieldPath {
-			case "status.podIP", "status.podIPs":
-				set(e.Name, pr.sb.ip.String())
-			case "status.hostIP", "status.hostIPs":
-				set(e.Name, p.cfg.nodeIP())
-			case "spec.nodeName":
-				set(e.Name, p.cfg.nodeName)
-			}
-		}
-	}
 }
 
 // expandVars does the kubelet's $(VAR) expansion of command and args.

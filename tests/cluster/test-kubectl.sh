@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Checks the test cluster with the kubectl built from the same k8s.io/kubernetes
+# module (SPDY port-forward through the API server, logs, admission, RBAC).
+# Brings the cluster up (or reuses it). Prints "N passed, N failed"; exits 1 on failures.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+"$here/up" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
+# shellcheck disable=SC1091
+source "${TETHER_CLUSTER_DIR:-/run/tether-cluster}/env"
+k() { "$TETHER_KUBECTL" --kubeconfig "$TETHER_ADMIN_KUBECONFIG" "$@"; }
+kr() { "$TETHER_KUBECTL" --kubeconfig "$TETHER_RESTRICTED_KUBECONFIG" "$@"; }
+ns="kt-$$-$RANDOM"
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; shift; [[ $# -gt 0 ]] && echo "     $*"; }
+# poll SECS CMD...: until CMD succeeds.
+poll() {
+  local secs="$1" i
+  shift
+  for ((i = 0; i < secs * 2; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  return 1
+}
+cleanup() {
+  k delete namespace "$ns" --wait=false >/dev/null 2>&1
+  [[ -n "${pf_pid:-}" ]] && kill "$pf_pid" 2>/dev/null
+}
+trap cleanup EXIT
+
+k create namespace "$ns" >/dev/null
+poll 30 k -n "$ns" get serviceaccount default
+
+# 1. list pods with readiness
+deploy_ready() { [[ "$(k -n tether-samples get deploy http-echo -o jsonpath='{.status.availableReplicas}')" == 2 ]]; }
+if poll 90 deploy_ready; then
+  ok "Deployment http-echo: 2 replicas available"
+else
+  bad "Deployment http-echo: 2 replicas available" "$(k -n tether-samples get pods -o wide 2>&1)"
+fi
+out=$(k -n tether-samples get pods -l app=http-echo -o jsonpath='{range .items[*]}{.spec.nodeName} {.status.phase} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].containerID} {.status.podIP}{"\n"}{end}')
+if [[ $(grep -c '^tether-node Running true tether-test://[0-9a-f]\{64\} 10\.244\.0\.' <<<"$out") == 2 ]]; then
+  ok "pods listed Running and ready on tether-node with container ids and pod IPs"
+else
+  bad "pods listed Running and ready on tether-node" "$out"
+fi
+
+# 2. logs
+pod=$(k -n tether-samples get pods -l app=http-echo -o jsonpath='{.items[0].metadata.name}')
+if k -n tether-samples logs "$pod" 2>&1 | grep -q "http-echo $pod listening"; then
+  ok "kubectl logs shows the container's output"
+else
+  bad "kubectl logs" "$(k -n tether-samples logs "$pod" 2>&1 | tail -3)"
+fi
+
+# 3. env from ConfigMap/Secret and status.podIP, read from the process itself via the state file
+cid=$(k -n tether-samples get pod "$pod" -o jsonpath='{.status.containerStatuses[0].containerID}')
+state="$TETHER_CONTAINER_STATE_DIR/${cid#tether-test://}.json"
+pid=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$state" 2>/dev/null)
+podip=$(k -n tether-samples get pod "$pod" -o jsonpath='{.status.podIP}')
+envs=$(tr '\0' '\n' <"/proc/${pid:-0}/environ" 2>/dev/null)
+if grep -qx "GREETING=hello-from-configmap" <<<"$envs" && grep -qx "API_TOKEN=s3cret-token" <<<"$envs" &&
+  grep -qx "LOG_LEVEL=debug" <<<"$envs" && grep -qx "POD_IP=$podip" <<<"$envs"; then
+  ok "container id -> state file -> pid; env has ConfigMap, Secret and pod IP values"
+else
+  bad "env via state file" "state=$state pid=$pid env=$(head -c 300 <<<"$envs")"
+fi
+if [[ -n "$pid" && "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" && "$(readlink "/proc/$pid/root")" == / ]]; then
+  ok "container runs in its own network namespace and chroot"
+else
+  bad "container namespaces" "pid=$pid"
+fi
+
+# 4. port-forward (kubectl: SPDY over WebSocket tunnel through the apiserver)
+lport=$((20000 + RANDOM % 20000))
+k -n tether-samples port-forward "pod/$pod" "$lport:8080" >/tmp/tether-pf-$$.log 2>&1 &
+pf_pid=$!
+if poll 20 curl -fsS "http://127.0.0.1:$lport/" && curl -fsS "http://127.0.0.1:$lport/" | grep -q "$pod"; then
+  ok "kubectl port-forward reaches the HTTP echo, which names $pod"
+  sleep 35
+  if curl -fsS "http://127.0.0.1:$lport/idle" | grep -q "$pod"; then
+    ok "port-forward still works after 35 s idle"
+  else
+    bad "port-forward after idle" "$(tail -3 /tmp/tether-pf-$$.log)"
+  fi
+else
+  bad "kubectl port-forward" "$(tail -3 /tmp/tether-pf-$$.log)"
+fi
+kill "$pf_pid" 2>/dev/null
+pf_pid=""
+rm -f /tmp/tether-pf-$$.log
+
+# 5. cluster-only service and DNS: from a pod yes, from the host no
+svcip=$(k -n tether-samples get svc http-echo -o jsonpath='{.spec.clusterIP}')
+k -n "$ns" apply -f - >/dev/null <<EOF
+apiVersion: batch/v1
+kind: Job
+metadata: {name: svc-probe}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: probe
+        image: tether.test/testsrv:latest
+        args: ["http-get", "http://http-echo.tether-samples.svc.cluster.local/from-pod"]
+EOF
+job_done() { [[ "$(k -n "$1" get job "$2" -o jsonpath='{.status.succeeded}')" == 1 ]]; }
+if poll 60 job_done "$ns" svc-probe && k -n "$ns" logs job/svc-probe | grep -q "http-echo-"; then
+  ok "a pod reaches the Service by its cluster DNS name"
+else
+  bad "Service by DNS name from a pod" "$(k -n "$ns" logs job/svc-probe 2>&1 | tail -3)"
+fi
+if ! curl -fsS -m 2 "http://$svcip/" >/dev/null 2>&1 && ! curl -fsS -m 2 "http://$podip:8080/" >/dev/null 2>&1 &&
+  ! getent hosts http-echo.tether-samples.svc.cluster.local >/dev/null; then
+  ok "the Service IP, pod IP and cluster name are unreachable from the host"
+else
+  bad "cluster-only from host"
+fi
+
+# 6. a Job runs to completion
+k -n "$ns" create job hello --image=busybox:1.36 -- sh -c 'echo hello-from-job; exit 0' >/dev/null
+if poll 60 job_done "$ns" hello && [[ "$(k -n "$ns" logs job/hello)" == hello-from-job ]]; then
+  ok "Job runs to completion and its log is served"
+else
+  bad "Job completion" "$(k -n "$ns" get pods -o wide 2>&1)"
+fi
+
+# 7. Pod Security admission refuses a privileged pod in the restricted namespace
+out=$(k -n tether-restricted run priv --image=busybox:1.36 --restart=Never \
+  --overrides='{"spec":{"containers":[{"name":"priv","image":"busybox:1.36","command":["true"],"securityContext":{"privileged":true}}]}}' 2>&1)
+if [[ $? != 0 ]] && grep -q 'violates PodSecurity "restricted:latest"' <<<"$out"; then
+  ok "privileged pod refused by Pod Security admission"
+else
+  bad "PSA refusal" "$out"
+fi
+
+# 8. the restricted user may list pods but not create Jobs
+if kr -n tether-samples get pods >/dev/null 2>&1; then
+  ok "restricted user lists pods"
+else
+  bad "restricted user lists pods" "$(kr -n tether-samples get pods 2>&1)"
+fi
+out=$(kr -n "$ns" create job nope --image=busybox:1.36 -- true 2>&1)
+if [[ $? != 0 ]] && grep -q 'is forbidden: User "tether-dev" cannot create resource "jobs"' <<<"$out"; then
+  ok "restricted user is forbidden to create a Job"
+else
+  bad "restricted user create job" "$out"
+fi
+
+# 9. an unknown image ends in ImagePullBackOff
+k -n "$ns" run ghost --image=registry.invalid/nothing/here:1 --restart=Never >/dev/null
+pullbackoff() { [[ "$(k -n "$ns" get pod ghost -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}')" == ImagePullBackOff ]]; }
+if poll 30 pullbackoff; then
+  ok "unknown image: ImagePullBackOff"
+else
+  bad "ImagePullBackOff" "$(k -n "$ns" get pod ghost -o jsonpath='{.status.containerStatuses}' 2>&1)"
+fi
+
+# 10. multi-container pod and StatefulSet
+multi_ready() { [[ "$(k -n tether-samples get pod multi -o jsonpath='{.status.containerStatuses[*].ready}')" == "true true" ]]; }
+if poll 30 multi_ready && k -n tether-samples logs multi -c sidecar | grep -q "sidecar started"; then
+  ok "multi-container pod: both containers ready, per-container logs"
+else
+  bad "multi-container pod" "$(k -n tether-samples get pod multi -o wide 2>&1)"
+fi
+sts_ready() { [[ "$(k -n tether-samples get sts echo -o jsonpath='{.status.readyReplicas}')" == 1 ]]; }
+if poll 30 sts_ready; then
+  ok "StatefulSet echo ready"
+else
+  bad "StatefulSet" "$(k -n tether-samples get pods -o wide 2>&1)"
+fi
+
+echo "$passed passed, $failed failed"
+[[ $failed == 0 ]]
