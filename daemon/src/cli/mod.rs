@@ -1,0 +1,9 @@
+//! One module per subcommand; each has an args struct (clap derive) and a `run` returning the
+//! exit code. Errors bubble up to `main`, which prints them as `tether: context: cause`.
+
+pub mod config_flags;
+pub mod daemon;
+pub mod ls;
+pub mod schema;
+pub mod sessions;
+pub mod verify_config;
