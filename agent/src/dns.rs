@@ -561,4 +561,62 @@ mod tests {
             Answer::Failed(_)
         ));
     }
+
+    /// A nameserver that answers UDP with the TC bit and nothing else, and TCP in full: the
+    /// resolver must retry over TCP and return the TCP answer.
+    #[tokio::test]
+    async fn truncated_udp_answer_is_retried_over_tcp() {
+        use hickory_proto::rr::Record;
+        use hickory_proto::rr::rdata::A;
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(server).await.unwrap();
+        let answer = |query: &Message, truncated: bool| {
+            let mut m = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+            m.queries = query.queries.clone();
+            m.metadata.truncation = truncated;
+            if !truncated {
+                let name = query.queries[0].name().clone();
+                for i in 0..40u8 {
+                    m.answers.push(Record::from_rdata(
+                        name.clone(),
+                        60,
+                        RData::A(A::new(10, 9, 0, i)),
+                    ));
+                }
+            }
+            m.to_vec().unwrap()
+        };
+        let udp_task = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            udp.send_to(&answer(&q, true), peer).await.unwrap();
+        });
+        let tcp_task = tokio::spawn(async move {
+            let (mut s, _) = tcp.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            s.read_exact(&mut q).await.unwrap();
+            let q = Message::from_vec(&q).unwrap();
+            let a = answer(&q, false);
+            s.write_all(&(a.len() as u16).to_be_bytes()).await.unwrap();
+            s.write_all(&a).await.unwrap();
+        });
+        let target = Arc::new(Target::open(std::process::id()).unwrap());
+        let resolver = Resolver::new(target);
+        let name = Name::from_ascii("many.example.").unwrap();
+        let msg = resolver
+            .exchange(server, &name, RecordType::A, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(!msg.metadata.truncation);
+        match interpret(&msg, &name, RecordType::A) {
+            Answer::Found { records, .. } => assert_eq!(records.len(), 40),
+            other => panic!("{other:?}"),
+        }
+        udp_task.await.unwrap();
+        tcp_task.await.unwrap();
+    }
 }

@@ -1,0 +1,291 @@
+//! Sessions against a real test pod: hello, refusals, env, concurrency, idle TTL, target gone.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Agent, Client, Net, TOKEN, sleeper};
+use futures::{SinkExt, StreamExt};
+use tether_protocol::AgentError;
+use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
+use tether_protocol::dns::{DnsRequest, Family};
+use tether_protocol::file::{FileRequest, FileResponse, OpenOptions};
+
+#[tokio::test]
+async fn session_env_hello_and_refusals() {
+    let net = Net::up("ses");
+    let pod = sleeper(&net, "web", &[("GREETING", "hi=there"), ("POD_ONLY", "1")]);
+    let agent = Agent::start(pod.pid(), &[]).await;
+
+    let (mut client, hello) = Client::connect(agent.addr, TOKEN).await.expect("accepted");
+    assert_eq!(hello.target.pid, pod.pid());
+    assert_eq!(hello.target.hostname, "web");
+    assert_eq!(hello.protocol_version, tether_protocol::PROTOCOL_VERSION);
+
+    let Ok(Response::Env(env)) = client.call(Request::Env).await else {
+        panic!("env failed")
+    };
+    assert!(
+        env.contains(&("GREETING".into(), "hi=there".into())),
+        "{env:?}"
+    );
+    assert!(env.contains(&("POD_ONLY".into(), "1".into())), "{env:?}");
+    assert!(
+        !env.iter().any(|(k, _)| k == "TETHER_AGENT_TOKEN"),
+        "the agent's own env must not leak"
+    );
+
+    client.send(ClientMessage::Ping(42)).await;
+    assert_eq!(client.recv().await, AgentMessage::Pong(42));
+
+    // Wrong token.
+    let err = Client::connect(agent.addr, "wrong")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err, AgentError::Unauthorized);
+    // No common version.
+    let err = Client::connect_with(agent.addr, TOKEN, 0)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, AgentError::VersionMismatch { client: 0, .. }),
+        "{err:?}"
+    );
+    // Something other than hello first: refused, then closed.
+    let mut raw = Client::raw(agent.addr).await;
+    raw.send(ClientMessage::Ping(1)).await.unwrap();
+    match raw.next().await {
+        Some(Ok(AgentMessage::Refused(AgentError::Protocol(why)))) => {
+            assert!(why.contains("Hello"), "{why}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        raw.next().await.is_none(),
+        "connection closed after a refusal"
+    );
+
+    // The first session still works after all that.
+    client.send(ClientMessage::Ping(7)).await;
+    assert_eq!(client.recv().await, AgentMessage::Pong(7));
+}
+
+#[tokio::test]
+async fn two_sessions_have_their_own_files_and_run_requests_concurrently() {
+    let net = Net::up("two");
+    let pod = sleeper(&net, "web", &[]);
+    let agent = Agent::start(pod.pid(), &[]).await;
+    let mut a = agent.client().await;
+    let mut b = agent.client().await;
+
+    let open = |path: &str| {
+        Request::File(FileRequest::Open {
+            path: path.into(),
+            options: OpenOptions {
+                read: true,
+                ..Default::default()
+            },
+        })
+    };
+    let Ok(Response::File(FileResponse::Opened { fd: fa, .. })) =
+        a.call(open("/data/hello.txt")).await
+    else {
+        panic!("open in a")
+    };
+    let Ok(Response::File(FileResponse::Opened { fd: fb, .. })) =
+        b.call(open("/etc/app.conf")).await
+    else {
+        panic!("open in b")
+    };
+    // fd numbers are per session: both may be 1, and each reads its own file.
+    let read = |fd| FileRequest::Read { fd, len: 100 };
+    assert_eq!(
+        a.file(read(fa)).await.unwrap(),
+        FileResponse::Data(b"hello from the pod\n".as_slice().into())
+    );
+    assert_eq!(
+        b.file(read(fb)).await.unwrap(),
+        FileResponse::Data(b"inside the pod\n".as_slice().into())
+    );
+
+    // A slow request must not hold up others of the same session: a connect to an address on
+    // the pod subnet that nobody has waits ~3 s for ARP, while a lookup and a seek answer at once.
+    let gw = pod.sandbox.gateway.octets();
+    let nobody = std::net::SocketAddr::from(([gw[0], gw[1], gw[2], 250], 9));
+    let started = tokio::time::Instant::now();
+    let slow = a
+        .start_request(Request::Outgoing(
+            tether_protocol::outgoing::OutgoingRequest::ConnectTcp {
+                conn_id: 1,
+                remote: nobody,
+            },
+        ))
+        .await;
+    let quick = a
+        .start_request(Request::Dns(DnsRequest::Lookup {
+            name: "localhost".into(),
+            family: Family::V4,
+        }))
+        .await;
+    let seek = a
+        .start_request(Request::File(FileRequest::Seek {
+            fd: fa,
+            from: tether_protocol::file::SeekFrom::Start(0),
+        }))
+        .await;
+    let id_of = |m: &AgentMessage| match m {
+        AgentMessage::Response { id, .. } | AgentMessage::Failed { id, .. } => *id,
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut ids = [id_of(&a.recv().await), id_of(&a.recv().await)];
+    ids.sort();
+    assert_eq!(
+        ids,
+        [quick, seek],
+        "the slow connect ({slow}) answered first"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    match a.answer(slow).await {
+        AgentMessage::Response { result: Err(e), .. } => {
+            assert!(
+                [libc::EHOSTUNREACH, libc::ETIMEDOUT, libc::ENETUNREACH].contains(&e.errno),
+                "{e:?}"
+            )
+        }
+        other => panic!("connect to nobody: {other:?}"),
+    }
+
+    // Closing session a does not affect b; a's fd means nothing in b.
+    a.send(ClientMessage::Goodbye).await;
+    drop(a);
+    let err = b
+        .file(FileRequest::Read {
+            fd: fa + 100,
+            len: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno, libc::EBADF);
+    assert_eq!(
+        b.file(FileRequest::Seek {
+            fd: fb,
+            from: tether_protocol::file::SeekFrom::Start(0)
+        })
+        .await
+        .unwrap(),
+        FileResponse::Offset(0)
+    );
+}
+
+#[tokio::test]
+async fn idle_ttl_exit_only_without_sessions() {
+    let net = Net::up("ttl");
+    let pod = sleeper(&net, "web", &[]);
+    let mut agent = Agent::start(pod.pid(), &["--ttl", "1"]).await;
+    let mut client = agent.client().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "a live session keeps the agent up past its TTL"
+    );
+    client.send(ClientMessage::Ping(1)).await;
+    assert_eq!(client.recv().await, AgentMessage::Pong(1));
+    client.send(ClientMessage::Goodbye).await;
+    drop(client);
+    let status = tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+        .await
+        .expect("agent exits after the TTL")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn target_gone_is_reported() {
+    let net = Net::up("gone");
+    let mut pod = sleeper(&net, "web", &[]);
+    let pid = pod.pid();
+    let agent = Agent::start(pid, &[]).await;
+    let mut client = agent.client().await;
+    assert!(client.call(Request::Env).await.is_ok());
+    pod.kill();
+    // The exit watcher warns the session, then requests fail with TargetGone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.request(Request::Env).await {
+            AgentMessage::Failed { error, .. } => {
+                assert_eq!(error, AgentError::TargetGone { pid });
+                break;
+            }
+            AgentMessage::Response { .. } => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "target never reported gone"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let read = client
+        .request(Request::File(FileRequest::Stat {
+            path: "/etc/app.conf".into(),
+            follow: true,
+        }))
+        .await;
+    assert!(
+        matches!(
+            read,
+            AgentMessage::Failed {
+                error: AgentError::TargetGone { .. },
+                ..
+            }
+        ),
+        "{read:?}"
+    );
+    // The warning reached the session too.
+    let mut saw_warning = false;
+    for _ in 0..4 {
+        match tokio::time::timeout(Duration::from_millis(200), client.recv()).await {
+            Ok(AgentMessage::Warning(w)) => {
+                assert!(w.contains("exited"), "{w}");
+                saw_warning = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(saw_warning, "the session was told the target exited");
+}
+
+#[tokio::test]
+async fn missing_target_fails_at_start() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether-agent"))
+        .args(["--target-pid", "999999999", "--listen", "127.0.0.1:0"])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no ready line");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("999999999") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether-agent"))
+        .args(["--target-pid", "1"])
+        .env_remove("TETHER_AGENT_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TETHER_AGENT_TOKEN"));
+}
