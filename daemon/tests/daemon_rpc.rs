@@ -37,7 +37,8 @@ async fn daemon_info_capabilities_and_registered_methods_agree() {
         caps["subscriptions"],
         json!(["targets.watch", "session.events"])
     );
-    assert_eq!(caps["sessions"], json!(false));
+    assert_eq!(caps["sessions"], json!(true));
+    assert_eq!(caps["agent_launcher"], json!(false));
     assert_eq!(METHODS.len(), 14);
     // `[]` params are accepted for methods without params.
     assert!(rpc(&m, "daemon.info", json!([])).await.is_ok());
@@ -328,7 +329,7 @@ async fn session_methods_without_the_router() {
     .await
     .unwrap_err();
     assert_eq!(error_kind(&e), "config_invalid");
-    // A valid config: start is refused with a typed error, not a fake session.
+    // A valid config without an agent: the launcher is missing, said with a typed error.
     let e = rpc(
         &m,
         "session.start",
@@ -341,7 +342,7 @@ async fn session_methods_without_the_router() {
         e["message"]
             .as_str()
             .unwrap()
-            .starts_with("session start needs"),
+            .starts_with("session start needs the agent launcher"),
         "{e}"
     );
     assert_eq!(e["data"]["target"], json!("pod/api"));

@@ -49,8 +49,10 @@ pub struct Capabilities {
     pub target_kinds: Vec<TargetKind>,
     /// Config file formats `config.verify` reads.
     pub config_formats: Vec<ConfigFormat>,
-    /// Whether `session.start` can start sessions in this build.
+    /// Whether `session.start` can start sessions with an explicit `agent`.
     pub sessions: bool,
+    /// Whether `session.start` can start an agent next to the target by itself.
+    pub agent_launcher: bool,
 }
 
 /// Result of `daemon.shutdown`.
@@ -367,8 +369,27 @@ pub struct SessionStartParams {
     pub namespace: Option<String>,
     /// kubeconfig context, overriding the config's `kube_context`.
     pub context: Option<String>,
-    /// The program the debugger will start, for the session list.
+    /// The program the debugger will start: shown in the session list, and kept local by the
+    /// default fs rules.
     pub program: Option<String>,
+    /// A running agent to use, as `tether exec --agent` takes it. Unset: the daemon starts one
+    /// next to the target (needs the agent launcher, see `daemon.capabilities`).
+    pub agent: Option<AgentEndpoint>,
+    /// The layer library. Unset: `$TETHER_LAYER_PATH`, else next to the daemon's executable.
+    pub layer: Option<PathBuf>,
+    /// How long the session outlives its last process, in ms, so a debug restart reuses it.
+    /// Default 30000.
+    pub linger_ms: Option<u64>,
+}
+
+/// Where a running agent listens and the token it wants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEndpoint {
+    /// `HOST:PORT`.
+    pub address: String,
+    /// The agent's token (`TETHER_AGENT_TOKEN`).
+    pub token: String,
 }
 
 /// Result of `session.start`: what the debugger must add to the debuggee's environment.
@@ -377,7 +398,10 @@ pub struct SessionStarted {
     /// Session id, for `session.events` and `session.stop`.
     pub id: String,
     /// Variables to add: `LD_PRELOAD`, the session address and token, the pod's variables.
+    /// `LD_PRELOAD` holds only the layer: prepend it to any `LD_PRELOAD` the launch config has.
     pub env: BTreeMap<String, String>,
+    /// Variables to remove from the debuggee's environment (`feature.env.unset`).
+    pub unset: Vec<String>,
     /// Warnings worth showing (e.g. skipped env vars).
     pub warnings: Vec<String>,
 }

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     KubeTimeout,
     /// No session with that id.
     SessionNotFound,
+    /// The agent could not be reached, refused the session, or failed a request.
+    AgentUnavailable,
     /// The daemon cannot do this yet: a component it needs is missing.
     Unavailable,
     /// The daemon is shutting down.
@@ -57,13 +59,14 @@ impl ErrorKind {
             ErrorKind::KubeNotFound => -32023,
             ErrorKind::KubeTimeout => -32024,
             ErrorKind::SessionNotFound => -32030,
+            ErrorKind::AgentUnavailable => -32032,
             ErrorKind::Unavailable => -32031,
             ErrorKind::ShuttingDown => -32040,
         }
     }
 
     /// Every kind, for the OpenRPC document.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::InvalidParams,
         ErrorKind::ConfigNotFound,
         ErrorKind::ConfigInvalid,
@@ -74,6 +77,7 @@ impl ErrorKind {
         ErrorKind::KubeNotFound,
         ErrorKind::KubeTimeout,
         ErrorKind::SessionNotFound,
+        ErrorKind::AgentUnavailable,
         ErrorKind::Unavailable,
         ErrorKind::ShuttingDown,
         ErrorKind::Internal,
@@ -92,6 +96,7 @@ impl ErrorKind {
             ErrorKind::KubeNotFound => "kube_not_found",
             ErrorKind::KubeTimeout => "kube_timeout",
             ErrorKind::SessionNotFound => "session_not_found",
+            ErrorKind::AgentUnavailable => "agent_unavailable",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::Internal => "internal",

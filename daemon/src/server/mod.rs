@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod openrpc;
+pub mod session_start;
 pub mod sessions;
 
 use std::{
@@ -65,7 +66,7 @@ pub struct DaemonState {
     address: OnceLock<String>,
     started: Instant,
     started_at: u64,
-    shutdown: watch::Sender<bool>,
+    pub(crate) shutdown: watch::Sender<bool>,
 }
 
 /// How to build a [`DaemonState`].
@@ -275,6 +276,7 @@ pub const METHODS: &[MethodSpec] = &[
             ErrorKind::Kubeconfig,
             ErrorKind::KubeApi,
             ErrorKind::KubeForbidden,
+            ErrorKind::AgentUnavailable,
             ErrorKind::Unavailable,
             ErrorKind::ShuttingDown,
         ],
@@ -420,7 +422,7 @@ pub fn rpc_module(state: Arc<DaemonState>) -> RpcModule<DaemonState> {
     register(
         &mut m,
         "session.start",
-        |p: SessionStartParams, s| async move { start_session(p, s).await },
+        |p: SessionStartParams, s| async move { session_start::start(p, s).await },
     );
     register(&mut m, "session.list", |_: NoParams, s| async move {
         Ok(SessionList {
@@ -442,7 +444,7 @@ pub fn rpc_module(state: Arc<DaemonState>) -> RpcModule<DaemonState> {
     m
 }
 
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, RpcError> + Send + 'static,
 ) -> Result<R, RpcError> {
     tokio::task::spawn_blocking(f)
@@ -471,6 +473,7 @@ fn capabilities(_s: &DaemonState) -> Capabilities {
         ],
         config_formats: vec![ConfigFormat::Json, ConfigFormat::Toml, ConfigFormat::Yaml],
         sessions: SESSIONS_AVAILABLE,
+        agent_launcher: AGENT_LAUNCHER_AVAILABLE,
     }
 }
 
@@ -615,54 +618,10 @@ fn session_not_found(id: &str) -> RpcError {
         .hint("session.list shows the sessions of this daemon; ended sessions are removed")
 }
 
-/// Whether this build can start sessions (the session router and agent launcher are wired).
-pub const SESSIONS_AVAILABLE: bool = false;
-
-async fn start_session(
-    p: SessionStartParams,
-    s: Arc<DaemonState>,
-) -> Result<SessionStarted, RpcError> {
-    if *s.shutdown.borrow() {
-        return Err(
-            RpcError::new(ErrorKind::ShuttingDown, "the daemon is shutting down")
-                .hint("start it again: `tether daemon start`"),
-        );
-    }
-    // Check what can be checked now, so a frontend sees config problems first.
-    let input = p.config.clone();
-    let overrides = tether_config::Overrides {
-        target: p.target.clone(),
-        namespace: p.namespace.clone(),
-        kube_context: p.context.clone(),
-        ..Default::default()
-    };
-    let verified = blocking(move || config::load(&input, &overrides)).await?;
-    let verified = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            let first = e
-                .errors
-                .first()
-                .map(|d| d.to_string().lines().next().unwrap_or_default().to_owned());
-            return Err(RpcError::new(
-                ErrorKind::ConfigInvalid,
-                format!("cannot start session: {}", first.unwrap_or_default()),
-            )
-            .hint("config.verify lists every error with its position"));
-        }
-    };
-    let target = verified
-        .config
-        .target()
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| "targetless".to_owned());
-    Err(RpcError::new(
-        ErrorKind::Unavailable,
-        format!("session start needs the session router and the agent launcher, which this daemon build does not have yet (target {target})"),
-    )
-    .target(target)
-    .hint("use `tether exec` for now; session.start comes with the session router"))
-}
+/// Whether `session.start` works with an explicit agent (the session router is wired).
+pub const SESSIONS_AVAILABLE: bool = true;
+/// Whether `session.start` can start an agent in the cluster (the agent launcher is wired).
+pub const AGENT_LAUNCHER_AVAILABLE: bool = false;
 
 /// A running server.
 #[derive(Debug)]

@@ -1,0 +1,281 @@
+//! `session.start`: from a config and a picked target to the env the debugger must add.
+//!
+//! Steps, each reported as a `progress` event of the session: verify the config (with the
+//! picker's target, namespace and context on top), connect the agent, fetch the pod's env, start
+//! the session router ([`crate::session::Session`]). Then a task owns the session until it is
+//! stopped, its agent link drops, or no layer has been connected for the linger time.
+//!
+//! The agent comes from `agent` (address and token of a running `tether-agent`, as
+//! `tether exec --agent` takes them). Starting an agent in the cluster (Job + port-forward) is
+//! the agent launcher's job, which this build does not have: without `agent` the call fails with
+//! `unavailable`.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    agent_link::{AgentClient, LinkOptions},
+    session::{
+        ListenKind, LocalContext, Session, SessionOptions, SessionParams,
+        env::env_changes,
+        launch::{debuggee_env, fetch_pod_env, find_layer},
+    },
+};
+
+use super::{
+    DaemonState,
+    api::{EndReason, SessionEvent, SessionInfo, SessionStartParams, SessionStarted, SessionState},
+    blocking, config,
+    error::{ErrorKind, RpcError},
+    sessions::{SessionEntry, new_session_id, unix_now},
+};
+
+/// How long a new session waits for its first layer (the IDE may build before it launches).
+pub const FIRST_LAYER_WAIT: Duration = Duration::from_secs(600);
+/// How long a session outlives its last layer by default, so a debug restart reuses it.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+
+/// Splits a `message\n  help: hint` error text into the daemon's error shape.
+fn from_text(kind: ErrorKind, text: &str) -> RpcError {
+    let (message, hint) = match text.split_once("\n  help: ") {
+        Some((m, h)) => (m, Some(h)),
+        None => (text, None),
+    };
+    let e = RpcError::new(kind, message);
+    match hint {
+        Some(h) => e.hint(h),
+        None => e,
+    }
+}
+
+/// `session.start`.
+pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<SessionStarted, RpcError> {
+    if *s.shutdown.borrow() {
+        return Err(
+            RpcError::new(ErrorKind::ShuttingDown, "the daemon is shutting down")
+                .hint("start it again: `tether daemon start`"),
+        );
+    }
+    let input = p.config.clone();
+    let overrides = tether_config::Overrides {
+        target: p.target.clone(),
+        namespace: p.namespace.clone(),
+        kube_context: p.context.clone(),
+        ..Default::default()
+    };
+    let verified = blocking(move || config::load(&input, &overrides)).await?;
+    let verified = verified.map_err(|e| {
+        let first = e.errors.first().map(|d| match d.location() {
+            Some(loc) => format!("{loc}: {}", d.message),
+            None => d.message.clone(),
+        });
+        RpcError::new(
+            ErrorKind::ConfigInvalid,
+            format!("cannot start session: {}", first.unwrap_or_default()),
+        )
+        .hint("config.verify lists every error with its position")
+    })?;
+    let cfg = verified.config;
+    let target = cfg
+        .target()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "targetless".to_owned());
+
+    let Some(agent) = p.agent.clone() else {
+        return Err(RpcError::new(
+            ErrorKind::Unavailable,
+            format!("session start needs the agent launcher to start an agent for {target}, which this daemon build does not have yet"),
+        )
+        .target(target)
+        .hint("run `tether-agent` next to the target and pass its address and token as `agent`"));
+    };
+    let layer = find_layer(p.layer.as_deref())
+        .map_err(|e| from_text(ErrorKind::Unavailable, &e.to_string()))?;
+
+    let id = new_session_id();
+    let entry = s.sessions.insert(SessionInfo {
+        id: id.clone(),
+        target: target.clone(),
+        namespace: cfg.target.namespace.clone(),
+        context: cfg.kube_context.clone(),
+        state: SessionState::Starting,
+        started_at: unix_now(),
+        layers: 0,
+        program: p.program.clone(),
+    });
+    let fail = |e: RpcError| {
+        s.sessions
+            .end(&id, EndReason::StartFailed, Some(e.message.clone()));
+        e.target(id.clone())
+    };
+
+    let step = Instant::now();
+    entry.emit(SessionEvent::Progress {
+        step: "agent".into(),
+        message: format!("connecting to the agent at {}", agent.address),
+        done: false,
+    });
+    let link = LinkOptions {
+        session_id: id.clone(),
+        ..LinkOptions::default()
+    };
+    let (client, events) = AgentClient::connect(&agent.address, &agent.token, link)
+        .await
+        .map_err(|e| fail(from_text(ErrorKind::AgentUnavailable, &e.to_string())))?;
+    entry.emit(SessionEvent::Progress {
+        step: "agent".into(),
+        message: format!(
+            "connected to {} in {} ms",
+            client.hello().agent,
+            step.elapsed().as_millis()
+        ),
+        done: true,
+    });
+
+    let mut warnings = Vec::new();
+    let pod_env = if cfg.feature.env.is_disabled() {
+        Vec::new()
+    } else {
+        entry.emit(SessionEvent::Progress {
+            step: "env".into(),
+            message: "fetching the pod's environment".into(),
+            done: false,
+        });
+        fetch_pod_env(&client)
+            .await
+            .map_err(|e| fail(from_text(ErrorKind::AgentUnavailable, &e.to_string())))?
+    };
+    let changes = env_changes(&cfg.feature.env, &pod_env).map_err(|e| {
+        fail(
+            RpcError::new(ErrorKind::ConfigIo, e.to_string())
+                .hint("fix or remove `feature.env.env_file`"),
+        )
+    })?;
+    if !cfg.feature.env.is_disabled() {
+        entry.emit(SessionEvent::Progress {
+            step: "env".into(),
+            message: format!("{} variables from the pod", changes.set.len()),
+            done: true,
+        });
+        if pod_env.is_empty() {
+            warnings.push("the pod's environment is empty".to_owned());
+        }
+    }
+
+    let program = p.program.as_ref().map(PathBuf::from);
+    let local = LocalContext {
+        cwd: p.config.cwd.clone(),
+        exe: program
+            .clone()
+            .and_then(|p| std::fs::canonicalize(&p).ok().or(Some(p))),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        temp_dirs: std::env::var_os("TMPDIR")
+            .map(PathBuf::from)
+            .into_iter()
+            .collect(),
+    };
+    let session = Session::start(
+        client,
+        events,
+        SessionParams {
+            id: id.clone(),
+            options: SessionOptions::from_config(&cfg),
+            local,
+            listen: ListenKind::Unix,
+        },
+    )
+    .await
+    .map_err(|e| {
+        fail(RpcError::new(
+            ErrorKind::Internal,
+            format!("cannot start the session router: {e}"),
+        ))
+    })?;
+
+    let mut env = BTreeMap::new();
+    let mut unset = Vec::new();
+    for (k, v) in debuggee_env(&session, &changes, &layer, None) {
+        match v {
+            Some(v) => {
+                env.insert(k, v.to_string_lossy().into_owned());
+            }
+            None => unset.push(k),
+        }
+    }
+    entry.emit(SessionEvent::Ready);
+    let linger = p
+        .linger_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_LINGER);
+    tokio::spawn(own_session(s.clone(), entry, session, linger));
+    tracing::info!(session = %id, %target, "session started");
+    Ok(SessionStarted {
+        id,
+        env,
+        unset,
+        warnings,
+    })
+}
+
+/// Owns a running session until it ends, keeping the registry's view of it current.
+async fn own_session(
+    s: Arc<DaemonState>,
+    entry: Arc<SessionEntry>,
+    session: Session,
+    linger: Duration,
+) {
+    let id = entry.info().id;
+    let started = Instant::now();
+    let mut seen_layer = false;
+    let mut idle_since: Option<Instant> = Some(Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let (reason, message) = loop {
+        tokio::select! {
+            reason = entry.cancelled() => break (reason, None),
+            _ = session.agent().closed() => {
+                let why = session.agent().down_reason().map(|r| r.to_string());
+                break (EndReason::AgentLost, why);
+            }
+            _ = tick.tick() => {}
+        }
+        let n = u32::try_from(session.connections()).unwrap_or(u32::MAX);
+        if entry.info().layers != n {
+            entry.update(|i| {
+                i.layers = n;
+                if n > 0 {
+                    i.state = SessionState::Ready;
+                } else if i.state == SessionState::Ready {
+                    i.state = SessionState::Lingering;
+                }
+            });
+        }
+        if n > 0 {
+            seen_layer = true;
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if seen_layer && since.elapsed() >= linger {
+            break (EndReason::ProcessExited, None);
+        }
+        if !seen_layer && started.elapsed() >= FIRST_LAYER_WAIT {
+            break (
+                EndReason::ProcessExited,
+                Some(format!(
+                    "no process connected within {} s",
+                    FIRST_LAYER_WAIT.as_secs()
+                )),
+            );
+        }
+    };
+    // `end` emits `ended` unless `session.stop` or shutdown already did.
+    if !entry.is_cancelled() {
+        s.sessions.end(&id, reason, message);
+    }
+    session.shutdown().await;
+    tracing::info!(session = %id, ?reason, "session ended");
+}
