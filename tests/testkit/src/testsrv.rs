@@ -12,11 +12,13 @@ pub const TESTSRV: &str = "tether-testsrv";
 
 /// Path of `tether-testsrv`, found once per process, in this order:
 /// 1. `TETHER_TESTSRV` (an explicit path);
-/// 2. under `cargo test` (env `CARGO` set): `cargo build -p tether-testkit --bin tether-testsrv`,
-///    so the binary is never stale, whichever package's tests use the testkit;
-///    set `TETHER_TESTSRV_NO_BUILD=1` to skip;
-/// 3. next to the running executable or its parent dir (`target/debug/` seen from
-///    `target/debug/deps/`), which is where `tether-testnet` finds it.
+/// 2. next to the running executable or in its parent dir (`target/debug/` seen from a test in
+///    `target/debug/deps/`; `tether-testnet` finds it there too), if it is newer than the
+///    testsrv sources;
+/// 3. under `cargo test` (env `CARGO` set): `cargo build --bin tether-testsrv` of this package,
+///    so the binary is never stale, whichever package's tests use the testkit
+///    (`TETHER_TESTSRV_NO_BUILD=1` skips this);
+/// 4. a stale sibling binary, with a warning.
 pub fn testsrv_bin() -> Result<PathBuf> {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     FOUND
@@ -38,6 +40,12 @@ fn locate() -> Result<PathBuf, String> {
         };
     }
     let mut notes = Vec::new();
+    let near = sibling(TESTSRV);
+    if let Some(p) = &near
+        && is_fresh(p)
+    {
+        return Ok(p.clone());
+    }
     if let Some(cargo) = std::env::var_os("CARGO")
         && std::env::var_os("TETHER_TESTSRV_NO_BUILD").is_none()
     {
@@ -46,7 +54,12 @@ fn locate() -> Result<PathBuf, String> {
             Err(e) => notes.push(e),
         }
     }
-    if let Some(p) = sibling(TESTSRV) {
+    if let Some(p) = near {
+        eprintln!(
+            "tether-testkit: warning: using {}, older than its sources ({})",
+            p.display(),
+            notes.join("; ")
+        );
         return Ok(p);
     }
     notes.push("not found next to the running executable".into());
@@ -60,6 +73,24 @@ pub(crate) fn sibling(name: &str) -> Option<PathBuf> {
     [dir.join(name), dir.parent()?.join(name)]
         .into_iter()
         .find(|p| is_executable(p))
+}
+
+/// Whether `bin` is newer than every source it is built from (when the sources are present: a
+/// binary copied to another machine counts as fresh).
+fn is_fresh(bin: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = crate_dir.join("src/bin/tether-testsrv");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    sources.push(crate_dir.join("Cargo.toml"));
+    sources
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .all(|m| m <= built)
 }
 
 fn cargo_build(cargo: &Path) -> Result<PathBuf, String> {
