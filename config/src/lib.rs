@@ -21,8 +21,27 @@
 //! **Architecture invariant:** config types never go on the wire; the daemon converts what the
 //! agent and layer need into `tether-protocol` types.
 //!
+//! ```
+//! use tether_config::{EnvMap, Format, IncomingMode, Overrides, verify_str};
+//!
+//! let text = "target = \"pod/api\"\n[feature.network]\nincoming = \"steal\"\n";
+//! let env = EnvMap::from([("TETHER_TARGET_NAMESPACE".into(), "shop".into())]);
+//! let v = verify_str(text, Format::Toml, None, &env, &Overrides::default()).unwrap();
+//! assert_eq!(v.config.target().unwrap().to_string(), "pod/api");
+//! assert_eq!(v.config.target.namespace.as_deref(), Some("shop"));
+//! assert_eq!(v.config.feature.network.incoming.mode, IncomingMode::Steal);
+//!
+//! let e = verify_str("[feature]\nenvv = true\n", Format::Toml, None, &env, &Overrides::default())
+//!     .unwrap_err();
+//! assert_eq!(e.errors[0].message, "unknown key `feature.envv`");
+//! assert_eq!(e.errors[0].help.as_deref(), Some("did you mean `feature.env`?"));
+//! assert_eq!((e.errors[0].line, e.errors[0].column), (Some(2), Some(1)));
+//! ```
+//!
 //! **Compatibility:** keys have mirrord's names and meanings. mirrord keys tether lacks are errors
 //! naming why (operator-only, or unsupported), or warnings when ignoring them is harmless.
+
+#![warn(missing_docs)]
 
 mod cx;
 mod diag;

@@ -536,14 +536,22 @@ fn read_target_path(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<Target> {
                 [(kind, name)] => {
                     let name_path = join(path, kind);
                     let name_str = as_string(cx, name, &name_path)?;
-                    let container = match container {
-                        Some(c) => Some(as_string(cx, c, &join(path, "container"))?),
+                    let container_path = join(path, "container");
+                    let container_str = match container {
+                        Some(c) => Some(as_string(cx, c, &container_path)?),
                         None => None,
                     };
-                    match Target::resource(kind, &name_str, container.as_deref()) {
+                    match Target::resource(kind, &name_str, container_str.as_deref()) {
                         Ok(t) => Some(t),
                         Err(e) => {
-                            value_error(cx, name, &name_path, &e.message, e.help);
+                            // Point at whichever value is wrong.
+                            let (node, p) = match container {
+                                Some(c) if e.message.starts_with("invalid container") => {
+                                    (c, container_path.as_str())
+                                }
+                                _ => (*name, name_path.as_str()),
+                            };
+                            value_error(cx, node, p, &e.message, e.help);
                             None
                         }
                     }

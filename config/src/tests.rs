@@ -385,3 +385,36 @@ fn diagnostic_display_is_the_cli_line() {
         "error .tether/tether.json:1:2 unknown key `x`\n  help: expected one of `target`, `kube_context`, `kubeconfig`, `feature`, `agent` or `skip_processes`"
     );
 }
+
+#[test]
+fn target_object_errors_point_at_the_wrong_value() {
+    assert_eq!(
+        check(Format::Json, r#"{"target": {"path": {"pod": "x", "container": "C"}}}"#),
+        "error 1:47 `target.path.container`: invalid container name `C`
+  help: Kubernetes names are lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit"
+    );
+    assert_eq!(
+        check(Format::Json, r#"{"target": {"path": {"container": "c"}}}"#),
+        "error 1:21 `target.path` must name one of `pod`, `deployment`, `statefulset` or `rollout`
+  help: e.g. { \"deployment\": \"api\", \"container\": \"app\" }"
+    );
+}
+
+#[test]
+fn toml_header_tables_and_yaml_anchors_keep_positions() {
+    assert_eq!(
+        check(
+            Format::Toml,
+            "[feature.magic]\naws = true\n[agent]\nttl = \"5\"\n"
+        ),
+        "error 1:10 `feature.magic` is a mirrord feature tether does not support
+  help: remove `magic`
+error 4:7 `agent.ttl` must be an integer from 0 to 65535, found a string"
+    );
+    let c = config(
+        Format::Yaml,
+        "target: pod/a\nfeature:\n  network:\n    incoming:\n      mode: steal\n      ports: &p [8080]\n      http_filter: {path_filter: ^/, ports: *p}\n",
+        &[],
+    );
+    assert_eq!(c.feature.network.incoming.http_filter.ports, vec![8080]);
+}
