@@ -90,7 +90,14 @@ impl From<IptablesError> for AgentError {
 /// `iptables-legacy` on `PATH` or in the sbin directories (often missing from a container's PATH).
 pub fn find_program() -> Result<PathBuf, IptablesError> {
     if let Some(p) = std::env::var_os("TETHER_IPTABLES") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(IptablesError::Missing(format!(
+                "TETHER_IPTABLES={} is not a file",
+                p.display()
+            )));
+        }
+        return Ok(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();

@@ -501,6 +501,7 @@ impl Incoming {
 
     /// Data or lifecycle from the session for a stolen connection. Messages for connections the
     /// session does not own (mirrored ones, closed ones) are dropped.
+    #[allow(clippy::wrong_self_convention)] // named for the data's direction: from the session
     pub async fn from_session(&self, session: SessionId, msg: StreamMessage) {
         let conn_id = msg.conn_id();
         let tx = {
