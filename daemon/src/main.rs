@@ -29,6 +29,8 @@ enum Command {
     Ls(cli::ls::LsArgs),
     /// List the running daemon's sessions.
     Sessions(cli::sessions::SessionsArgs),
+    /// Run a command as if inside the target pod (through a running agent: --agent ADDR).
+    Exec(cli::exec::ExecArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => block_on(cli::daemon::run(args)),
         Command::Ls(args) => block_on(cli::ls::run(args)),
         Command::Sessions(args) => block_on(cli::sessions::run(args)),
+        Command::Exec(args) => block_on(cli::exec::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -11,14 +11,13 @@ use thiserror::Error;
 pub enum ConnectError {
     /// Nothing accepts connections at the address.
     #[error(
-        "cannot reach the agent at {addr}: {source}\n  help: check that the agent runs and listens there (`tether-agent ... --listen ADDR` prints the address)"
+        "cannot reach the agent at {addr}: {cause}\n  help: check that the agent runs and listens there (`tether-agent ... --listen ADDR` prints the address)"
     )]
     Unreachable {
         /// The address.
         addr: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message, not a separate source, so it prints once).
+        cause: std::io::Error,
     },
     /// Connecting or the hello took too long.
     #[error("the agent at {addr} did not answer within {} s\n  help: check that the address is the agent's and not some other server", after.as_secs())]

@@ -119,6 +119,8 @@ struct Inner {
     next_conn: AtomicU64,
     /// Flips to `true` once when the link goes down.
     down_tx: watch::Sender<bool>,
+    /// We said goodbye: the agent closing the connection now is expected.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// A handle to one agent link. Cheap to clone; the link lives until [`AgentClient::shutdown`] or
@@ -179,7 +181,11 @@ impl Inner {
             if st.down.is_some() {
                 return;
             }
-            tracing::warn!("agent link down: {why}");
+            if self.closing.load(Ordering::Relaxed) {
+                tracing::debug!("agent link closed: {why}");
+            } else {
+                tracing::warn!("agent link down: {why}");
+            }
             st.down = Some(why.clone());
             (
                 std::mem::take(&mut st.pending),
@@ -207,9 +213,9 @@ impl AgentClient {
                 addr: addr.to_owned(),
                 after: opts.connect_timeout,
             })?
-            .map_err(|source| ConnectError::Unreachable {
+            .map_err(|cause| ConnectError::Unreachable {
                 addr: addr.to_owned(),
-                source,
+                cause,
             })?;
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
@@ -299,6 +305,7 @@ impl AgentClient {
             next_request: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             down_tx,
+            closing: false.into(),
         });
         let live = Arc::new(Liveness {
             last_rx: Mutex::new(Instant::now()),
@@ -378,6 +385,7 @@ impl AgentClient {
 
     /// Ends the session politely: says goodbye, then closes the link.
     pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
         let _ =
             tokio::time::timeout(Duration::from_secs(1), self.send(ClientMessage::Goodbye)).await;
         // Give the writer a moment to flush the goodbye before tearing the link down.

@@ -38,13 +38,12 @@ pub enum LaunchError {
         path: PathBuf,
     },
     /// Reading the executable failed.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     ReadExecutable {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message).
+        cause: std::io::Error,
     },
     /// The layer library is missing.
     #[error("tether's layer library is not at {}\n  help: build it (`cargo build -p tether-layer`) or set {LAYER_PATH_ENV} to its path", path.display())]
@@ -65,13 +64,12 @@ pub enum LaunchError {
     #[error("cannot start the session router: {0}")]
     Router(std::io::Error),
     /// Spawning the command failed.
-    #[error("cannot start {}: {source}", path.display())]
+    #[error("cannot start {}: {cause}", path.display())]
     Spawn {
         /// The program.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message).
+        cause: std::io::Error,
     },
 }
 
@@ -193,9 +191,9 @@ pub fn executable_kind(path: &Path) -> std::io::Result<ExecutableKind> {
 pub fn check_preloadable(path: &Path) -> Result<(), LaunchError> {
     let mut cur = path.to_path_buf();
     for _ in 0..4 {
-        let kind = executable_kind(&cur).map_err(|source| LaunchError::ReadExecutable {
+        let kind = executable_kind(&cur).map_err(|cause| LaunchError::ReadExecutable {
             path: cur.clone(),
-            source,
+            cause,
         })?;
         match kind {
             ExecutableKind::Static => return Err(LaunchError::StaticBinary { path: cur }),
@@ -344,9 +342,9 @@ pub async fn exec(opts: ExecOptions) -> Result<i32, LaunchError> {
             None => cmd.env_remove(k),
         };
     }
-    let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+    let mut child = cmd.spawn().map_err(|cause| LaunchError::Spawn {
         path: path.clone(),
-        source,
+        cause,
     })?;
     let code = wait_forwarding_signals(&mut child).await;
     // The child's own children may still be connected; the session ends when they are gone.

@@ -1,5 +1,7 @@
 //! Relays bytes between a local TCP socket and an agent stream, both ways, with half-close.
 
+use std::sync::atomic::Ordering;
+
 use tether_protocol::agent::ClientMessage;
 use tether_protocol::outgoing::StreamMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,13 +19,6 @@ pub(crate) enum Direction {
     Both,
     /// Mirror: the app's replies are read and dropped; the original server answers the client.
     DiscardLocal,
-}
-
-enum Down {
-    /// The agent side finished writing.
-    Eof,
-    /// The agent closed the stream (or the link went down).
-    Closed,
 }
 
 /// Pipes until both sides are done or either fails; always ends the stream at the agent.
@@ -60,29 +55,37 @@ pub(crate) async fn pipe(
             }
         }
     };
-    let down = async move {
+    // The agent's half-close is signalled here; the stream is still read afterwards so its
+    // Close (or the link's end) is noticed while the app keeps writing.
+    let remote_eof = std::sync::atomic::AtomicBool::new(false);
+    let eof_notify = tokio::sync::Notify::new();
+    let down = async {
         while let Some(m) = stream.recv().await {
             match m {
-                StreamMessage::Data { data, .. } => wr.write_all(data.as_slice()).await?,
+                StreamMessage::Data { data, .. } => {
+                    if !remote_eof.load(Ordering::Relaxed) {
+                        wr.write_all(data.as_slice()).await?;
+                    }
+                }
                 StreamMessage::Eof { .. } => {
                     wr.shutdown().await?;
-                    return Ok::<_, std::io::Error>((Down::Eof, wr, stream));
+                    remote_eof.store(true, Ordering::Relaxed);
+                    eof_notify.notify_one();
                 }
                 StreamMessage::Close { error, .. } => {
                     if let Some(e) = error {
                         tracing::debug!(conn_id, "stream closed by the agent: {e}");
                     }
-                    return Ok((Down::Closed, wr, stream));
+                    return Ok::<_, std::io::Error>(());
                 }
                 StreamMessage::Datagram { .. } => {}
             }
         }
-        Ok((Down::Closed, wr, stream))
+        Ok(())
     };
     tokio::pin!(up, down);
 
     let mut up_done = false;
-    let mut kept = None;
     let error: Option<String> = loop {
         tokio::select! {
             r = &mut up, if !up_done => {
@@ -90,21 +93,16 @@ pub(crate) async fn pipe(
                 if let Err(e) = r {
                     break Some(format!("local socket: {e}"));
                 }
-                if kept.is_some() {
+                if remote_eof.load(Ordering::Relaxed) {
                     break None;
                 }
             }
-            r = &mut down, if kept.is_none() => match r {
-                Ok((Down::Eof, wr, stream)) => {
-                    kept = Some((wr, stream));
-                    if up_done {
-                        break None;
-                    }
-                }
-                // The agent is done with the stream: nothing to tell it.
-                Ok((Down::Closed, _, _)) => return,
+            r = &mut down => match r {
+                // The agent is done with the stream (or the link is gone): nothing to tell it.
+                Ok(()) => return,
                 Err(e) => break Some(format!("local socket: {e}")),
             },
+            _ = eof_notify.notified(), if up_done => break None,
         }
     };
     let _ = agent

@@ -1,0 +1,254 @@
+//! End to end: real programs under the real layer, through the session router, to a real agent
+//! attached to a test pod (network, mount and UTS namespaces of its own; see tether-testkit).
+//!
+//! Needs root and the workspace's binaries (`tether-agent`, `libtether_layer.so`,
+//! `tether-testsrv`) built into the same target dir: `cargo build --workspace` (tests/run and CI do).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use tether_testkit::{Pod, TestCluster, TestServer};
+
+/// target/<profile>, where cargo puts the workspace's binaries.
+fn target_dir() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tether"));
+    exe.parent().unwrap().to_path_buf()
+}
+
+fn artifact(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        p.display()
+    );
+    p
+}
+
+struct Agent {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TOKEN: &str = "e2e-agent-token";
+
+fn start_agent(pod: &Pod) -> Agent {
+    let mut child = Command::new(artifact("tether-agent"))
+        .args(["--target-pid", &pod.pid().to_string()])
+        .args(["--listen", "127.0.0.1:0", "--ttl", "60"])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tether-agent listening on ")
+        .unwrap_or_else(|| panic!("unexpected agent output: {line:?}"))
+        .to_owned();
+    Agent { child, addr }
+}
+
+fn pod(cluster: &TestCluster) -> Pod {
+    cluster
+        .pod("api")
+        .hostname("api-pod")
+        .env("GREETING", "hello from the pod")
+        .env("PATH", "/pod/only/bin")
+        .file("/app/data.txt", "remote payload\n")
+        .server(TestServer::HttpEcho { port: 8080 })
+        .start()
+        .unwrap()
+}
+
+/// `tether exec --agent ... -- ARGS`, run from a fresh temp dir (so no project config applies).
+fn tether_exec(agent: &Agent, args: &[&str]) -> Output {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args(["exec", "--agent", &agent.addr])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .arg("--")
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "tether exec {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn shell_tools_see_the_pods_env_files_and_hostname() {
+    let cluster = TestCluster::new("exec-sh").unwrap();
+    let pod = pod(&cluster);
+    let agent = start_agent(&pod);
+    let out = tether_exec(
+        &agent,
+        &[
+            "sh",
+            "-c",
+            "echo \"env=$GREETING\"; echo \"path=$PATH\"; cat /app/data.txt; hostname; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let s = stdout(&out);
+    assert!(s.contains("env=hello from the pod"), "{s}");
+    assert!(
+        !s.contains("path=/pod/only/bin"),
+        "PATH must stay local: {s}"
+    );
+    assert!(s.contains("remote payload"), "{s}");
+    assert!(s.contains("api-pod"), "{s}");
+}
+
+#[test]
+fn python_reaches_a_pod_only_address_and_resolves_pod_names() {
+    let cluster = TestCluster::new("exec-py").unwrap();
+    let pod = pod(&cluster);
+    let agent = start_agent(&pod);
+    // The host has no route to the pod network: only the agent can connect there.
+    let script = format!(
+        "import socket, urllib.request\n\
+         print('addr', socket.gethostbyname('{dns}'))\n\
+         body = urllib.request.urlopen('http://{ip}:8080/hi', timeout=10).read().decode()\n\
+         print('http', body)\n",
+        dns = pod.dns_name(),
+        ip = pod.ip()
+    );
+    let out = tether_exec(&agent, &["python3", "-c", &script]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = stdout(&out);
+    assert!(s.contains(&format!("addr {}", pod.ip())), "{s}");
+    assert!(s.contains("http ") && s.contains("/hi"), "{s}");
+}
+
+#[test]
+fn c_program_reads_remote_file_and_connects_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("probe.c");
+    std::fs::write(
+        &src,
+        r#"
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char buf[256] = {0};
+    int fd = open("/app/data.txt", O_RDONLY);
+    if (fd < 0) { perror("open"); return 10; }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    printf("file %.*s", (int)n, buf);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(8080) };
+    inet_pton(AF_INET, argv[1], &a.sin_addr);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 11; }
+    const char *req = "GET /from-c HTTP/1.0\r\nHost: x\r\n\r\n";
+    write(s, req, strlen(req));
+    memset(buf, 0, sizeof buf);
+    n = read(s, buf, sizeof buf - 1);
+    printf("http %.12s\n", buf);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let bin = dir.path().join("probe");
+    assert!(
+        Command::new("cc")
+            .arg("-o")
+            .arg(&bin)
+            .arg(&src)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cluster = TestCluster::new("exec-c").unwrap();
+    let pod = pod(&cluster);
+    let agent = start_agent(&pod);
+    let out = tether_exec(&agent, &[bin.to_str().unwrap(), &pod.ip().to_string()]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = stdout(&out);
+    assert!(s.contains("file remote payload"), "{s}");
+    assert!(s.contains("http HTTP/1."), "{s}");
+}
+
+#[test]
+fn node_program_fetches_through_the_pod() {
+    if Command::new("node").arg("--version").output().is_err() {
+        panic!("node is not installed: apt-get install nodejs");
+    }
+    let cluster = TestCluster::new("exec-node").unwrap();
+    let pod = pod(&cluster);
+    let agent = start_agent(&pod);
+    let script = format!(
+        "const http = require('http'); const fs = require('fs');\n\
+         console.log('file', fs.readFileSync('/app/data.txt', 'utf8').trim());\n\
+         http.get('http://{ip}:8080/from-node', r => {{ let b=''; r.on('data', d => b += d);\n\
+           r.on('end', () => {{ console.log('status', r.statusCode, b.includes('/from-node')); }}); }})\n\
+           .on('error', e => {{ console.log('error', e.message); process.exit(5); }});\n",
+        ip = pod.ip()
+    );
+    let out = tether_exec(&agent, &["node", "-e", &script]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = stdout(&out);
+    assert!(s.contains("file remote payload"), "{s}");
+    assert!(s.contains("status 200 true"), "{s}");
+}
+
+#[test]
+fn static_executable_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("s.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let bin = dir.path().join("static-prog");
+    let built = Command::new("cc")
+        .args(["-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success())
+        || Command::new("cc")
+            .args(["-static", "-nostdlib", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(built, "cannot build a static program");
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["exec", "--agent", "127.0.0.1:1", "--token", "t", "--"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("statically linked"), "{err}");
+    assert!(err.contains(bin.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("help: run a dynamically linked build"),
+        "{err}"
+    );
+}
