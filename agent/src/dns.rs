@@ -209,6 +209,9 @@ impl Resolver {
 
     /// Serves one request.
     pub async fn handle(&self, req: DnsRequest) -> OpResult<DnsResponse> {
+        // Without the target's netns and files, answers would be the agent's, not the pod's.
+        self.target.netns().available()?;
+        self.target.root_fd()?;
         match req {
             DnsRequest::Lookup { name, family } => self.lookup(&name, family).await,
             DnsRequest::Reverse { addr } => self.reverse(addr).await,
@@ -216,7 +219,7 @@ impl Resolver {
     }
 
     async fn read_target_file(&self, path: &'static str) -> Option<String> {
-        let root = self.target.root_fd();
+        let root = self.target.root_fd().ok()?;
         tokio::task::spawn_blocking(move || {
             let fd = open_in_root(root, path.as_bytes(), libc::O_RDONLY, 0).ok()?;
             std::fs::read_to_string(format!(

@@ -5,9 +5,16 @@ use crate::errors::{OpError, OpResult};
 /// Reads and parses the target's environment, in its order.
 pub async fn read(pid: u32) -> OpResult<Vec<(String, String)>> {
     let path = format!("/proc/{pid}/environ");
-    let raw = tokio::fs::read(&path)
-        .await
-        .map_err(|e| OpError::io(format_args!("read {path}"), &e))?;
+    let raw = tokio::fs::read(&path).await.map_err(|e| {
+        if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+            OpError::Agent(crate::errors::missing_capability(
+                "CAP_SYS_PTRACE",
+                "read the target's environment (/proc/PID/environ)",
+            ))
+        } else {
+            OpError::io(format_args!("read {path}"), &e)
+        }
+    })?;
     Ok(parse(&raw))
 }
 

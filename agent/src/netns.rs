@@ -48,6 +48,9 @@ pub enum NetNsError {
     /// The namespace thread is gone (it panicked).
     #[error("the network namespace thread is gone")]
     ThreadGone,
+    /// The namespace could not be entered when the agent started (see [`NetNs::enter_or_report`]).
+    #[error("{0}")]
+    Unavailable(AgentError),
 }
 
 impl From<NetNsError> for AgentError {
@@ -66,6 +69,7 @@ impl From<NetNsError> for AgentError {
                     "open the target's network namespace (/proc/PID/ns/net)",
                 )
             }
+            NetNsError::Unavailable(e) => e,
             other => AgentError::Other(other.to_string()),
         }
     }
@@ -75,11 +79,28 @@ impl From<NetNsError> for AgentError {
 /// (`Arc`); jobs run one at a time in submission order.
 #[derive(Debug)]
 pub struct NetNs {
-    jobs: mpsc::Sender<Job>,
+    /// The thread's queue, or why there is no thread.
+    jobs: Result<mpsc::Sender<Job>, AgentError>,
     path: PathBuf,
 }
 
 impl NetNs {
+    /// Like [`NetNs::enter`], but a failure is kept and returned by every [`NetNs::run`], so the
+    /// agent still serves what needs no network (files, env) and each network request tells the
+    /// session what is missing (for example `MissingCapability { CAP_SYS_ADMIN }`).
+    pub fn enter_or_report(pid: u32) -> Self {
+        match Self::enter(pid) {
+            Ok(ns) => ns,
+            Err(e) => {
+                tracing::warn!("network requests will fail: {e}");
+                Self {
+                    path: PathBuf::from(format!("/proc/{pid}/ns/net")),
+                    jobs: Err(e.into()),
+                }
+            }
+        }
+    }
+
     /// Starts a thread in the network namespace of `pid`.
     pub fn enter(pid: u32) -> Result<Self, NetNsError> {
         Self::enter_path(PathBuf::from(format!("/proc/{pid}/ns/net")))
@@ -117,7 +138,10 @@ impl NetNs {
                 source,
             })?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { jobs, path }),
+            Ok(Ok(())) => Ok(Self {
+                jobs: Ok(jobs),
+                path,
+            }),
             Ok(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
                 Err(NetNsError::Permission { path })
             }
@@ -131,6 +155,11 @@ impl NetNs {
         &self.path
     }
 
+    /// `Err` when the namespace could not be entered (see [`NetNs::enter_or_report`]).
+    pub fn available(&self) -> Result<(), AgentError> {
+        self.jobs.as_ref().map(drop).map_err(Clone::clone)
+    }
+
     /// Runs `f` on the namespace thread and returns its result.
     pub async fn run<R, F>(&self, f: F) -> Result<R, NetNsError>
     where
@@ -138,11 +167,14 @@ impl NetNs {
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = tx.send(f());
-            }))
-            .map_err(|_| NetNsError::ThreadGone)?;
+        let jobs = match &self.jobs {
+            Ok(jobs) => jobs,
+            Err(e) => return Err(NetNsError::Unavailable(e.clone())),
+        };
+        jobs.send(Box::new(move || {
+            let _ = tx.send(f());
+        }))
+        .map_err(|_| NetNsError::ThreadGone)?;
         rx.await.map_err(|_| NetNsError::ThreadGone)
     }
 }

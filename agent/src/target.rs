@@ -15,7 +15,8 @@ use tether_protocol::AgentError;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::netns::{NetNs, NetNsError};
+use crate::errors::missing_capability;
+use crate::netns::NetNs;
 
 /// Errors of finding the target.
 #[derive(Debug, Error)]
@@ -38,9 +39,6 @@ pub enum TargetError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The network namespace cannot be entered.
-    #[error(transparent)]
-    NetNs(#[from] NetNsError),
 }
 
 /// The process the agent acts for.
@@ -48,7 +46,8 @@ pub enum TargetError {
 pub struct Target {
     pid: u32,
     root_path: PathBuf,
-    root: OwnedFd,
+    /// The root, or why the agent may not open it (files then fail with that error).
+    root: Result<OwnedFd, AgentError>,
     netns: NetNs,
     hostname: String,
     gone: Arc<AtomicBool>,
@@ -72,23 +71,34 @@ impl Target {
             unsafe { OwnedFd::from_raw_fd(raw as i32) }
         });
         let root_path = PathBuf::from(format!("/proc/{pid}/root"));
-        let root: OwnedFd = File::options()
+        let root = match File::options()
             .read(true)
             .custom_flags_path()
             .open(&root_path)
-            .map_err(|source| {
-                if source.raw_os_error() == Some(libc::ENOENT) {
-                    TargetError::NoSuchProcess { pid }
-                } else {
-                    TargetError::Root {
-                        pid,
-                        path: root_path.clone(),
-                        source,
-                    }
-                }
-            })?
-            .into();
-        let netns = NetNs::enter(pid)?;
+        {
+            Ok(f) => Ok(OwnedFd::from(f)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Err(TargetError::NoSuchProcess { pid });
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+                tracing::warn!(
+                    "cannot open {}: {e}; file requests will fail",
+                    root_path.display()
+                );
+                Err(missing_capability(
+                    "CAP_SYS_PTRACE",
+                    "reach the target's files through /proc/PID/root",
+                ))
+            }
+            Err(source) => {
+                return Err(TargetError::Root {
+                    pid,
+                    path: root_path.clone(),
+                    source,
+                });
+            }
+        };
+        let netns = NetNs::enter_or_report(pid);
         let hostname = read_hostname(pid);
         let gone = Arc::new(AtomicBool::new(false));
         let (gone_tx, gone_rx) = watch::channel(false);
@@ -136,8 +146,11 @@ impl Target {
     }
 
     /// An `O_PATH` directory fd of the target's root; paths are resolved beneath it.
-    pub fn root_fd(&self) -> i32 {
-        self.root.as_raw_fd()
+    pub fn root_fd(&self) -> Result<i32, AgentError> {
+        self.root
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+            .map_err(Clone::clone)
     }
 
     /// The target's network namespace.

@@ -289,3 +289,109 @@ async fn missing_target_fails_at_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TETHER_AGENT_TOKEN"));
 }
+
+#[tokio::test]
+async fn container_id_of_the_test_node_and_missing_capability() {
+    let net = Net::up("cap");
+    let pod = sleeper(&net, "web", &[("K", "v")]);
+    // The test node's state file (tests/cluster/node/state.go) for a container id.
+    let run_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(run_dir.path().join("containers")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pod.pid())).unwrap();
+    let start_time: u64 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::write(
+        run_dir.path().join("containers/c-123.json"),
+        format!(
+            r#"{{"id":"c-123","pid":{},"pid_start_time":{start_time},"pod":"web"}}"#,
+            pod.pid()
+        ),
+    )
+    .unwrap();
+    let run_dir_str = run_dir.path().to_str().unwrap();
+    // Without CAP_SYS_ADMIN the agent cannot enter the pod's netns: it still serves files and env,
+    // and network requests say which capability is missing.
+    let agent = Agent::spawn(
+        &["--container-id", "tether-test://c-123"],
+        &[("TETHER_TEST_NODE_RUN_DIR", run_dir_str)],
+        |cmd| {
+            /// From linux/capability.h (not in the libc crate).
+            const CAP_SYS_ADMIN: libc::c_ulong = 21;
+            // SAFETY: prctl only, async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    )
+    .await;
+    let (mut c, hello) = Client::connect(agent.addr, TOKEN).await.unwrap();
+    assert_eq!(
+        hello.target.pid,
+        pod.pid(),
+        "container id resolved to the pod's pid"
+    );
+    let Ok(Response::Env(env)) = c.call(Request::Env).await else {
+        panic!("env without CAP_SYS_ADMIN")
+    };
+    assert!(env.contains(&("K".into(), "v".into())));
+    assert!(
+        c.file(FileRequest::Stat {
+            path: "/etc/app.conf".into(),
+            follow: true
+        })
+        .await
+        .is_ok()
+    );
+    let missing = AgentError::MissingCapability {
+        capability: "CAP_SYS_ADMIN".into(),
+        needed_for: "enter the target's network namespace (setns)".into(),
+    };
+    match c
+        .request(Request::Dns(DnsRequest::Lookup {
+            name: "web".into(),
+            family: Family::Any,
+        }))
+        .await
+    {
+        AgentMessage::Failed { error, .. } => assert_eq!(error, missing),
+        other => panic!("{other:?}"),
+    }
+    match c
+        .request(Request::Outgoing(
+            tether_protocol::outgoing::OutgoingRequest::ConnectTcp {
+                conn_id: 1,
+                remote: (pod.sandbox.gateway, 53).into(),
+            },
+        ))
+        .await
+    {
+        AgentMessage::Failed { error, .. } => assert_eq!(error, missing),
+        other => panic!("{other:?}"),
+    }
+
+    // An unknown container id fails at start, naming it.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether-agent"))
+        .args([
+            "--container-id",
+            "tether-test://nope",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_TEST_NODE_RUN_DIR", run_dir_str)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope"), "{err}");
+}

@@ -86,7 +86,10 @@ impl FileTable {
             }
             return;
         }
-        let root = self.target.root_fd();
+        let root = match self.target.root_fd() {
+            Ok(root) => root,
+            Err(e) => return self.answer(id, Err(OpError::Agent(e))),
+        };
         let tx = self.to_daemon.clone();
         let handles = self.handles.clone();
         let next_fd = self.next_fd.clone();

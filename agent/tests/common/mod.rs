@@ -197,11 +197,25 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent against `pid` with `extra` arguments and waits for its ready line.
     pub async fn start(pid: u32, extra: &[&str]) -> Agent {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether-agent"))
-            .arg("--target-pid")
-            .arg(pid.to_string())
+        let pid = pid.to_string();
+        let mut args = vec!["--target-pid", &pid];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, &[], |_| {}).await
+    }
+
+    /// Starts the agent with exactly `args` (plus `--listen 127.0.0.1:0`), extra `env`, and
+    /// `customize` applied to the command (for example to drop capabilities).
+    pub async fn spawn(
+        args: &[&str],
+        env: &[(&str, &str)],
+        customize: impl FnOnce(&mut tokio::process::Command),
+    ) -> Agent {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether-agent"));
+        cmd.args(args)
             .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
+            .envs(env.iter().copied());
+        customize(&mut cmd);
+        let mut child = cmd
             .env("TETHER_AGENT_TOKEN", TOKEN)
             .env("TETHER_AGENT_LOG", "debug")
             .stdout(Stdio::piped())
