@@ -745,6 +745,28 @@ pub unsafe extern "C" fn symlinkat(
     })
 }
 
+// ---------------------------------------------------------------- current directory
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    let r = unsafe { real::chdir(path) };
+    if r == 0 {
+        crate::ops::path::cwd_changed();
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
+    // SAFETY: forwarded.
+    let r = unsafe { real::fchdir(fd) };
+    if r == 0 {
+        crate::ops::path::cwd_changed();
+    }
+    r
+}
+
 // ---------------------------------------------------------------- fd ops (faked fds only)
 
 #[inline]

@@ -82,11 +82,13 @@ extern "C" fn fork_prepare() {
     }
     fdtable::fork_prepare();
     ops::dns::fork_prepare();
+    ops::path::fork_prepare();
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks on this thread.
     unsafe {
+        ops::path::fork_release();
         ops::dns::fork_release();
         fdtable::fork_release();
         if let Some(st) = state::try_get() {
@@ -99,6 +101,7 @@ extern "C" fn fork_child() {
     let _g = guard::force_enter();
     // SAFETY: as in fork_parent; the child is single-threaded here.
     unsafe {
+        ops::path::fork_release();
         ops::dns::fork_release();
         fdtable::fork_release();
         if let Some(st) = state::try_get() {

@@ -131,6 +131,8 @@ reals! {
     fn renameat2(olddir: c_int, from: *const c_char, newdir: c_int, to: *const c_char, flags: c_uint) -> c_int;
     fn symlink(target: *const c_char, link: *const c_char) -> c_int;
     fn symlinkat(target: *const c_char, dirfd: c_int, link: *const c_char) -> c_int;
+    fn chdir(path: *const c_char) -> c_int;
+    fn fchdir(fd: c_int) -> c_int;
     fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t;
     fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t;
     fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t;

@@ -82,7 +82,7 @@ int main(void) {
         n = read(s, buf, sizeof buf - 1);
         buf[n > 0 ? n : 0] = 0;
         printf("banner: %s", buf);
-        write(s, "ping\n", 5);
+        if (write(s, "ping\n", 5) != 5) printf("short write\n");
         n = read(s, buf, sizeof buf - 1);
         buf[n > 0 ? n : 0] = 0;
         printf("echo: %s", buf);
