@@ -438,7 +438,7 @@ fn pod_env(env: &[(String, String)]) -> Vec<(String, String)> {
 /// The pod's own /etc and home: generated network files (same as the sandbox's), a resolver
 /// config that asks /etc/hosts then DNS, and a root user.
 fn write_root(root: &Path, sb: &SandboxInfo) -> Result<()> {
-    for d in ["etc", "root", "tmp"] {
+    for d in ["etc", "root", "tmp", "run"] {
         sys::create_dir_all(&root.join(d))?;
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))

@@ -27,6 +27,10 @@ use crate::error::{Error, IoContext, Result};
 /// on the host; host symlinks such as `/bin -> usr/bin` are recreated as symlinks).
 pub const SYSTEM_DIRS: &[&str] = &["usr", "lib", "lib64", "lib32", "libx32", "bin", "sbin"];
 
+/// Host directories under /etc that the system dirs depend on, bind-mounted read-only when the
+/// root has no (or an empty) directory there.
+pub const SYSTEM_ETC_DIRS: &[&str] = &["etc/alternatives"];
+
 /// Files of a sandbox's generated etc dir that are bind-mounted over the root's /etc, as a kubelet
 /// does.
 pub const ETC_FILES: &[&str] = &["hostname", "hosts", "resolv.conf"];
@@ -265,11 +269,31 @@ impl ContainerSpec {
                 ro_bind(steps, &host, &dst, true, true);
             }
         }
+        // Symlinks in the host's /usr point into /etc/alternatives (Debian): bring it along unless
+        // the root has its own.
+        for d in SYSTEM_ETC_DIRS {
+            let host = Path::new("/").join(d);
+            let dst = root.join(d);
+            let empty_or_missing =
+                fs::read_dir(&dst).map_or(!dst.exists(), |mut rd| rd.next().is_none());
+            if host.is_dir()
+                && empty_or_missing
+                && !fs::symlink_metadata(&dst).is_ok_and(|m| m.file_type().is_symlink())
+            {
+                mkdirs(&dst)?;
+                ro_bind(steps, &host, &dst, false, true);
+            }
+        }
         let tmp = root.join("tmp");
         if !tmp.exists() {
             mkdirs(&tmp)?;
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
                 .ctx(|| format!("chmod {}", tmp.display()))?;
+        }
+        // iptables (e.g. an agent running as a pod) needs /run for its lock file.
+        let run = root.join("run");
+        if !run.exists() {
+            mkdirs(&run)?;
         }
         let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         let proc_dir = root.join("proc");

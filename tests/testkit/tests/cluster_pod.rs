@@ -519,3 +519,49 @@ fn a_failing_main_process_reports_its_log() {
     assert!(err.contains("/nonexistent-source"), "{err}");
     assert!(!netns_list().contains(&format!("{}-bad2", cluster.name())));
 }
+
+#[test]
+fn iptables_inside_a_pod_redirects_its_traffic_like_an_agent() {
+    let cluster = TestCluster::new("ipt").unwrap();
+    let web = cluster
+        .pod("web")
+        .server(TestServer::HttpEcho { port: 8080 })
+        .start()
+        .unwrap();
+    let client = cluster.pod("client").start().unwrap();
+    // Port 80 is closed until the pod's own nat table redirects it.
+    let out = client
+        .exec([
+            POD_TESTSRV,
+            "http-get",
+            "--timeout-ms",
+            "500",
+            "http://web.pods.test/",
+        ])
+        .unwrap();
+    assert!(!out.status.success());
+    sh(
+        &web,
+        "iptables -w -t nat -A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 8080",
+    );
+    let body = sh(
+        &client,
+        &format!("{POD_TESTSRV} http-get http://web.pods.test/stolen"),
+    );
+    assert!(body.contains(r#""path":"/stolen""#), "{body}");
+    // The rule lives in the pod's netns only.
+    let host = Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    assert!(!stdout(&host).contains("--to-ports 8080"));
+    let in_pod = Command::new("ip")
+        .args(["netns", "exec", web.netns(), "iptables", "-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&in_pod).contains("--to-ports 8080"),
+        "{}",
+        stdout(&in_pod)
+    );
+}
