@@ -52,6 +52,7 @@ mod overrides;
 mod parse;
 mod read;
 mod resolve;
+mod schema;
 mod suggest;
 mod validate;
 
@@ -76,6 +77,7 @@ pub use crate::{
     node::Format,
     overrides::{ENV_VARS, EnvMap, EnvVar, Overrides},
     resolve::{ConfigSource, MIRRORD_FILES, TETHER_FILES, project_dir, resolve_config_path},
+    schema::{KeyInfo, key_info, keys_under, schema, schema_json},
 };
 
 /// A valid config and the warnings found while reading it.
@@ -167,18 +169,6 @@ fn split(mut diags: Vec<Diagnostic>) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
     diags
         .into_iter()
         .partition(|d| d.severity == Severity::Error)
-}
-
-/// The JSON Schema of the config file.
-pub fn schema() -> schemars::Schema {
-    schemars::schema_for!(TetherConfig)
-}
-
-/// [`schema`] as pretty JSON with a final newline: the content of `schemas/tether.schema.json`.
-pub fn schema_json() -> String {
-    let mut s = serde_json::to_string_pretty(&schema()).unwrap_or_default();
-    s.push('\n');
-    s
 }
 
 #[cfg(test)]

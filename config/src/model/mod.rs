@@ -17,7 +17,7 @@ use self::{
     env::EnvConfig,
     fs::{FsConfig, FsMode},
     network::{IncomingMode, NetworkConfig},
-    target::{Target, TargetConfig, TargetType},
+    target::{Target, TargetConfig, TargetString, TargetType},
 };
 
 /// tether's configuration: which pod a local process runs as if inside, and which of its
@@ -121,7 +121,7 @@ impl TetherConfig {
 #[allow(dead_code)] // only describes the schema
 enum TargetFile {
     /// `"pod/NAME[/container/C]"`, `"deployment/NAME"`, ..., or `"targetless"`.
-    Path(Target),
+    Path(TargetString),
     /// `{ "path": ..., "namespace": ... }`.
     Full(TargetConfig),
 }

@@ -256,10 +256,7 @@ impl JsonSchema for Target {
         json_schema!({
             "description": "`targetless`, `KIND/NAME` or `KIND/NAME/container/CONTAINER` (KIND is pod, deployment, statefulset or rollout), or an object naming one kind and optionally a container.",
             "anyOf": [
-                {
-                    "type": "string",
-                    "pattern": "^(targetless|(pod|deployment|statefulset|rollout)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/container/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?)$"
-                },
+                { "type": "string", "pattern": TARGET_PATTERN },
                 {
                     "type": "object",
                     "properties": {
@@ -273,6 +270,25 @@ impl JsonSchema for Target {
                     "minProperties": 1
                 }
             ]
+        })
+    }
+}
+
+const TARGET_PATTERN: &str = "^(targetless|(pod|deployment|statefulset|rollout)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/container/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?)$";
+
+/// Schema of the string form only (what `target` itself accepts besides `{path, namespace}`).
+pub(crate) struct TargetString;
+
+impl JsonSchema for TargetString {
+    fn schema_name() -> Cow<'static, str> {
+        "TargetString".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "`targetless`, `KIND/NAME` or `KIND/NAME/container/CONTAINER`, where KIND is pod, deployment, statefulset or rollout.",
+            "type": "string",
+            "pattern": TARGET_PATTERN
         })
     }
 }
