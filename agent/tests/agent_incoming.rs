@@ -451,6 +451,26 @@ async fn steal_whole_port_then_release() {
         "closed by the session"
     );
 
+    // A client inside the pod connecting to the pod's own address (OUTPUT hook) is stolen too.
+    let mut inner = connect_from(&env.pod.sandbox.netns_path, env.pod_addr())
+        .await
+        .unwrap();
+    inner.write_all(b"from inside").await.unwrap();
+    let AgentMessage::Incoming(IncomingEvent::NewConnection {
+        mode: IncomingMode::Steal,
+        client: peer,
+        ..
+    }) = next_non_close(&mut s).await
+    else {
+        panic!("expected a stolen connection from inside the pod")
+    };
+    assert_eq!(peer.ip(), env.pod.sandbox.ip);
+    let AgentMessage::Stream(StreamMessage::Data { data, .. }) = s.next().await else {
+        panic!("expected data")
+    };
+    assert_eq!(data.as_slice(), b"from inside");
+    drop(inner);
+
     // Released: the pod answers again and the rule is gone.
     s.incoming(IncomingRequest::Unsubscribe { port: PORT })
         .await
@@ -488,6 +508,9 @@ async fn filtered_steals_split_keep_alive_connections() {
         carol.subscribe(IncomingMode::Steal, None).await,
         Err(AgentError::PortAlreadyStolen { port: PORT })
     );
+    // A mirror coexists with filtered steals and sees every request's bytes.
+    let mut mirror = agent.session().await;
+    mirror.subscribe(IncomingMode::Mirror, None).await.unwrap();
     let alice = alice.answer_requests("alice");
     let bob = bob.answer_requests("bob");
 
@@ -528,6 +551,27 @@ async fn filtered_steals_split_keep_alive_connections() {
         assert_eq!(resp.headers()["x-tether-instance"], want);
     }
 
+    let AgentMessage::Incoming(IncomingEvent::NewConnection {
+        mode: IncomingMode::Mirror,
+        ..
+    }) = mirror.next().await
+    else {
+        panic!("expected a mirrored connection")
+    };
+    let mut copy = Vec::new();
+    while !copy.ends_with(b"PUT /c HTTP/1.1\r\n") && copy.len() < 100_000 {
+        if let AgentMessage::Stream(StreamMessage::Data { data, .. }) = mirror.next().await {
+            copy.extend_from_slice(data.as_slice());
+            if let Some(i) = copy.windows(5).position(|w| w == b"PUT /") {
+                copy.truncate(i + 5);
+                copy.extend_from_slice(b"c HTTP/1.1\r\n");
+            }
+        }
+    }
+    let copy = String::from_utf8_lossy(&copy);
+    assert!(copy.starts_with("GET /a HTTP/1.1\r\n"), "{copy}");
+    assert!(copy.contains("DELETE /anything HTTP/1.1\r\n"), "{copy}");
+
     // Alice's session ends: her requests reach the pod, on the same connection.
     alice.abort();
     let mut passed = false;
@@ -544,6 +588,53 @@ async fn filtered_steals_split_keep_alive_connections() {
     );
     assert_eq!(get(&mut c, "DELETE", "/x", &[]).await.0, "bob");
     bob.abort();
+}
+
+/// The next message that is not the close of an earlier connection.
+async fn next_non_close(s: &mut Session) -> AgentMessage {
+    loop {
+        match s.next().await {
+            AgentMessage::Stream(StreamMessage::Close { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_agents_on_one_pod_keep_their_own_rules() {
+    let env = Env::new("two").await;
+    let mut first = Agent::start(env.pod.pid(), &[], &[]).await;
+    let second = Agent::start(env.pod.pid(), &[], &[]).await;
+    let mut a = first.session().await;
+    a.subscribe(IncomingMode::Mirror, None).await.unwrap();
+    let mut b = second.session().await;
+    b.subscribe(IncomingMode::Steal, None).await.unwrap();
+    let chains = |rules: &str| {
+        rules
+            .lines()
+            .filter_map(|l| l.strip_prefix(":TETHER-"))
+            .count()
+    };
+    assert_eq!(chains(&env.nat_rules()), 2, "{}", env.nat_rules());
+    // The first agent dies: its guard removes its chain only; the second still steals.
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    for _ in 0..100 {
+        if chains(&env.nat_rules()) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(chains(&env.nat_rules()), 1, "{}", env.nat_rules());
+    let mut client = env.connect().await.unwrap();
+    client.write_all(b"x").await.unwrap();
+    assert!(matches!(
+        b.next().await,
+        AgentMessage::Incoming(IncomingEvent::NewConnection {
+            mode: IncomingMode::Steal,
+            ..
+        })
+    ));
 }
 
 #[tokio::test]

@@ -56,6 +56,13 @@ impl Guard {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Stops the guard without a cleanup, for when there is nothing to clean (the chain could
+    /// not be created, and what was made of it is undone).
+    pub fn disarm(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Arguments of the `guard` subcommand.

@@ -55,7 +55,7 @@ use tokio::task::JoinHandle;
 
 use self::filter::Matcher;
 use self::guard::Guard;
-use self::iptables::Iptables;
+use self::iptables::{Iptables, IptablesError};
 use crate::session::SessionId;
 use crate::target::Target;
 
@@ -260,15 +260,24 @@ impl Inner {
                 tracing::warn!("cannot check for stale iptables chains: {e}");
             }
             let res = i.create_chain(&chain, &comment);
-            if res.is_err() {
-                // Undo a half-made chain; the first error is the one worth reporting.
-                let _ = i.remove_chain(&chain);
-            }
-            res
+            // Undo a half-made chain; the first error is the one worth reporting. Without the
+            // binary or the capability nothing was made (the first call already failed).
+            let undone = match &res {
+                Ok(()) => false,
+                Err(IptablesError::Missing(_) | IptablesError::PermissionDenied { .. }) => true,
+                Err(_) => i.remove_chain(&chain).is_ok(),
+            };
+            (res, undone)
         })
         .await
         .map_err(|e| AgentError::Other(format!("iptables task failed: {e}")))?;
-        res?;
+        if let (Err(e), undone) = res {
+            // Nothing left to guard; a half-made chain that could not be undone stays guarded.
+            if undone && let Some(guard) = rules.guard.take() {
+                guard.disarm();
+            }
+            return Err(e.into());
+        }
         tracing::info!(chain = self.chain, "iptables chain created");
         rules.chain_created = true;
         Ok(ipt)
