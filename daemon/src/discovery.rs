@@ -368,6 +368,7 @@ pub async fn spawn_daemon(
 ) -> Result<(DiscoveryInfo, DaemonInfo), DiscoveryError> {
     paths.create_dirs().map_err(io_err(&paths.runtime_dir))?;
     let log_path = paths.log_file();
+    rotate_log(&log_path);
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -376,6 +377,12 @@ pub async fn spawn_daemon(
         .map_err(io_err(&log_path))?;
     let log_err = log.try_clone().map_err(io_err(&log_path))?;
     let mut cmd = Command::new(exe);
+    // The daemon outlives this command: it must not pin the caller's directory, so relative
+    // KUBECONFIG entries are made absolute first.
+    if let Some(kubeconfig) = absolute_kubeconfig() {
+        cmd.env("KUBECONFIG", kubeconfig);
+    }
+    cmd.current_dir("/");
     cmd.args(["daemon", "start", "--foreground"])
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
@@ -418,6 +425,37 @@ pub async fn ensure_daemon(paths: &Paths, exe: &Path) -> Result<DiscoveryInfo, D
         return Ok(info);
     }
     spawn_daemon(paths, exe).await.map(|(info, _)| info)
+}
+
+/// The log file is moved to `daemon.log.1` at a daemon start once it is larger than this.
+pub const LOG_ROTATE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Keeps one old log: `daemon.log` becomes `daemon.log.1` when it is too big.
+pub fn rotate_log(path: &Path) {
+    if fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let _ = fs::rename(path, path.with_extension("log.1"));
+    }
+}
+
+/// `$KUBECONFIG` with relative entries made absolute against the current dir; `None` when unset
+/// or already absolute.
+fn absolute_kubeconfig() -> Option<std::ffi::OsString> {
+    let value = std::env::var_os("KUBECONFIG")?;
+    let paths: Vec<PathBuf> = std::env::split_paths(&value).collect();
+    if paths
+        .iter()
+        .all(|p| p.as_os_str().is_empty() || p.is_absolute())
+    {
+        return None;
+    }
+    let cwd = std::env::current_dir().ok()?;
+    std::env::join_paths(
+        paths
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| cwd.join(p)),
+    )
+    .ok()
 }
 
 /// The last `n` lines of a log file, for error messages.
@@ -528,6 +566,23 @@ mod tests {
         fs::write(&path, "{not json").unwrap();
         assert!(matches!(read(&path), Err(DiscoveryError::Malformed { .. })));
         assert!(read(&dir.path().join("absent.json")).unwrap().is_none());
+    }
+
+    #[test]
+    fn big_log_is_rotated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(LOG_FILE);
+        fs::write(&log, "small").unwrap();
+        rotate_log(&log);
+        assert!(log.exists());
+        let big = vec![b'x'; usize::try_from(LOG_ROTATE_BYTES).unwrap() + 1];
+        fs::write(&log, &big).unwrap();
+        rotate_log(&log);
+        assert!(!log.exists());
+        assert_eq!(
+            fs::metadata(dir.path().join("daemon.log.1")).unwrap().len(),
+            big.len() as u64
+        );
     }
 
     #[test]

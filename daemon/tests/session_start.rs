@@ -228,3 +228,40 @@ async fn agent_refusal_is_reported_and_leaves_no_session() {
     assert_eq!(error_kind(&e), "unavailable", "{e}");
     assert!(e["message"].as_str().unwrap().contains("nope.so"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_shutdown_ends_sessions_and_their_agents_hear_goodbye() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = FakeAgent::start(pod_env_handler()).await;
+    let paths = tether::discovery::Paths::in_dir(dir.path());
+    let p2 = paths.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let daemon = tokio::spawn(async move {
+        tether::server::run_daemon(&p2, Default::default(), std::future::pending(), |i| {
+            ready_tx.send(i.clone()).unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    let info = ready_rx.await.unwrap();
+    let client = tether::discovery::connect(&info).await.unwrap();
+    let started: Value = tether::discovery::call(
+        &client,
+        "session.start",
+        params(&agent, AGENT_TOKEN, dir.path(), 60_000),
+    )
+    .await
+    .unwrap();
+    assert!(started["id"].is_string());
+    let r: Value = tether::discovery::call(&client, "daemon.shutdown", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r["sessions_ended"], json!(1));
+    agent
+        .wait_for(|m| matches!(m, ClientMessage::Goodbye))
+        .await;
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .unwrap()
+        .unwrap();
+}

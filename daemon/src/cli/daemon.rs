@@ -89,6 +89,7 @@ fn init_daemon_logging(paths: &Paths) -> anyhow::Result<()> {
         EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
     };
     let path = paths.log_file();
+    discovery::rotate_log(&path);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -67,6 +67,8 @@ pub struct DaemonState {
     started: Instant,
     started_at: u64,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Session tasks still running (they say goodbye to their agent on the way out).
+    pub(crate) session_tasks: watch::Sender<usize>,
 }
 
 /// How to build a [`DaemonState`].
@@ -94,6 +96,7 @@ impl DaemonState {
             started: Instant::now(),
             started_at: sessions::unix_now(),
             shutdown: watch::channel(false).0,
+            session_tasks: watch::channel(0).0,
         });
         let weak = Arc::downgrade(&state);
         tokio::spawn(async move {
@@ -718,6 +721,9 @@ pub async fn run_daemon(
         _ = stop => tracing::info!("stopping: signal"),
     }
     state.sessions.end_all(EndReason::DaemonShutdown);
+    // Let ended sessions say goodbye to their agents, so agents do not wait for a dead link.
+    let mut tasks = state.session_tasks.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tasks.wait_for(|n| *n == 0)).await;
     // Remove the file first so that no client connects to a daemon on its way out.
     discovery::remove_if_ours(&paths.discovery_file(), info.pid);
     let _ = server.handle.stop();

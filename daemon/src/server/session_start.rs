@@ -211,6 +211,8 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
         .linger_ms
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_LINGER);
+    // Counted before the task runs, so a shutdown right now still waits for it.
+    s.session_tasks.send_modify(|n| *n += 1);
     tokio::spawn(own_session(s.clone(), entry, session, linger));
     tracing::info!(session = %id, %target, "session started");
     Ok(SessionStarted {
@@ -277,5 +279,6 @@ async fn own_session(
         s.sessions.end(&id, reason, message);
     }
     session.shutdown().await;
+    s.session_tasks.send_modify(|n| *n = n.saturating_sub(1));
     tracing::info!(session = %id, ?reason, "session ended");
 }
