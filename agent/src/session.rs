@@ -44,6 +44,15 @@ type Link = Framed<TcpStream, FrameCodec<AgentMessage, ClientMessage>>;
 /// Runs a session on an accepted connection until it ends.
 pub async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // A daemon that vanished without closing (laptop suspended, network gone) must not keep the
+    // session, and so the agent, alive forever: keepalive probes end the connection in ~1 min.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%peer, "cannot enable TCP keepalive: {e}");
+    }
     let mut link: Link = Framed::new(stream, FrameCodec::new());
     // Frames up to this size are batched before the writer flushes.
     link.set_backpressure_boundary(256 * 1024);

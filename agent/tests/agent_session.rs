@@ -395,3 +395,45 @@ async fn container_id_of_the_test_node_and_missing_capability() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope"), "{err}");
 }
+
+#[tokio::test]
+async fn files_of_an_ended_session_are_closed() {
+    let net = Net::up("fds");
+    let pod = sleeper(&net, "web", &[]);
+    let agent = Agent::start(pod.pid(), &[]).await;
+    let agent_pid = agent.child.id().unwrap();
+    // The agent's fds that point at the pod's /etc/app.conf.
+    let open_files = || {
+        std::fs::read_dir(format!("/proc/{agent_pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.ends_with("etc/app.conf"))
+            .count()
+    };
+    let mut c = agent.client().await;
+    for _ in 0..20 {
+        let r = c
+            .file(FileRequest::Open {
+                path: "/etc/app.conf".into(),
+                options: OpenOptions {
+                    read: true,
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap();
+        assert!(matches!(r, FileResponse::Opened { .. }));
+    }
+    assert_eq!(open_files(), 20);
+    // The link just drops (no Goodbye): the session ends all the same.
+    drop(c);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while open_files() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} files left open after the session ended",
+            open_files()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
