@@ -65,11 +65,23 @@ pub fn sandbox_netns(name: &str) -> String {
 pub fn network_up(name: &str, opts: &NetworkOptions) -> Result<NetworkInfo> {
     state::validate_name("network name", name)?;
     sys::preflight()?;
+    let owner = match opts.owner_pid {
+        Some(pid) => Some(ProcessId::of(pid).ok_or_else(|| {
+            Error::invalid("owner pid", pid.to_string(), "no such running process")
+        })?),
+        None => None,
+    };
     let _lock = Lock::acquire()?;
     if let Some(mut existing) = state::load_network(name)? {
         if existing.netns_path.exists() {
+            // The latest `up` decides who owns the network (e.g. a restarted test node).
+            let mut changed = existing.owner != owner;
+            existing.owner = owner;
             if !existing.dns_server.is_some_and(|p| p.is_alive()) {
                 existing.dns_server = Some(start_dns(&existing, &opts.testsrv)?);
+                changed = true;
+            }
+            if changed {
                 state::save_network(&existing)?;
             }
             return Ok(existing);
@@ -89,12 +101,6 @@ pub fn network_up(name: &str, opts: &NetworkOptions) -> Result<NetworkInfo> {
     let gateway = Ipv4Addr::new(10, 244, index, 1);
     let netns = network_netns(name);
     let state_dir = state::networks_dir().join(name);
-    let owner = match opts.owner_pid {
-        Some(pid) => Some(ProcessId::of(pid).ok_or_else(|| {
-            Error::invalid("owner pid", pid.to_string(), "no such running process")
-        })?),
-        None => None,
-    };
     let mut info = NetworkInfo {
         name: name.to_string(),
         netns_path: netns_path(&netns),
@@ -131,6 +137,8 @@ pub fn network_up(name: &str, opts: &NetworkOptions) -> Result<NetworkInfo> {
 
 fn build_network(info: &mut NetworkInfo, testsrv: &Path) -> Result<()> {
     let ctx = format!("creating network {}", info.name);
+    // A namespace of that name without state (its state was removed by hand): ours to replace.
+    delete_netns(&info.netns)?;
     sys::ip(None, ["netns", "add", &info.netns], &ctx)?;
     sys::ip_batch(
         Some(&info.netns),
@@ -384,6 +392,7 @@ pub fn sandbox_create(network: &str, name: &str, opts: &SandboxOptions) -> Resul
 fn build_sandbox(net: &NetworkInfo, sb: &SandboxInfo) -> Result<()> {
     let ctx = format!("creating sandbox {}", sb.name);
     write_etc(sb)?;
+    delete_netns(&sb.netns)?;
     sys::ip(None, ["netns", "add", &sb.netns], &ctx)?;
     let veth_lines = [
         format!(
@@ -468,7 +477,7 @@ pub(crate) fn teardown_sandbox(sb: &SandboxInfo) -> Result<()> {
     if let Ok(Some(net)) = state::load_network(&sb.network)
         && net.netns_path.exists()
     {
-        let _ = Command::new("ip")
+        let _ = Command::new(sys::ip_bin())
             .args(["-n", &net.netns, "link", "del", &sb.veth])
             .stderr(Stdio::null())
             .status();
@@ -675,7 +684,7 @@ fn delete_service_rules(net: &NetworkInfo, svc: &ServiceInfo) {
 /// `iptables -w -t TABLE OP CHAIN RULE...` inside the network's infra namespace.
 /// `args` is `["-t", table, chain, rule...]`.
 fn iptables(net: &NetworkInfo, op: &str, args: &[&str], ctx: &str) -> Result<()> {
-    let mut cmd = sys::command_in_netns(&net.netns_path, "iptables")?;
+    let mut cmd = sys::command_in_netns(&net.netns_path, sys::iptables_bin())?;
     cmd.arg("-w").args(&args[..2]).arg(op).args(&args[2..]);
     sys::run(cmd, None, ctx).map(drop)
 }

@@ -14,6 +14,18 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 
+/// Absolute path of `ip`, or `"ip"` if it was not found (preflight reports that).
+pub(crate) fn ip_bin() -> &'static Path {
+    static IP: OnceLock<PathBuf> = OnceLock::new();
+    IP.get_or_init(|| find_in_path("ip").unwrap_or_else(|| PathBuf::from("ip")))
+}
+
+/// Absolute path of `iptables`, or `"iptables"`.
+pub(crate) fn iptables_bin() -> &'static Path {
+    static IPT: OnceLock<PathBuf> = OnceLock::new();
+    IPT.get_or_init(|| find_in_path("iptables").unwrap_or_else(|| PathBuf::from("iptables")))
+}
+
 /// Checks once per process that we run as root and that `ip` is installed.
 pub(crate) fn preflight() -> Result<()> {
     static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
@@ -119,7 +131,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut cmd = Command::new("ip");
+    let mut cmd = Command::new(ip_bin());
     if let Some(ns) = netns {
         cmd.args(["-n", ns]);
     }
@@ -129,7 +141,7 @@ where
 
 /// `ip [-n NETNS] -batch -` with one command per line: one process for many changes.
 pub(crate) fn ip_batch(netns: Option<&str>, lines: &[String], context: &str) -> Result<()> {
-    let mut cmd = Command::new("ip");
+    let mut cmd = Command::new(ip_bin());
     if let Some(ns) = netns {
         cmd.args(["-n", ns]);
     }
@@ -268,6 +280,12 @@ pub(crate) fn kill_process(p: ProcessId) {
         kill(p.pid);
         std::thread::sleep(Duration::from_millis(2));
     }
+    // If it was our child (a DNS server this process started), reap the zombie; for any other
+    // process this fails with ECHILD and does nothing.
+    // SAFETY: waitpid with a null status pointer is allowed.
+    unsafe {
+        libc::waitpid(p.pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
+    }
 }
 
 /// Mount points (from /proc/self/mountinfo) at or below `dir`, deepest first.
@@ -337,7 +355,7 @@ pub(crate) fn log_tail(path: &Path, n: usize) -> String {
     }
 }
 
-/// Transport of a listening socket, for [`wait_listening`].
+/// Transport of a listening socket, for [`crate::Pod::wait_listening`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
     /// A TCP socket in LISTEN state.
