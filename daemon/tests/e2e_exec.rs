@@ -252,3 +252,88 @@ fn static_executable_is_refused_with_a_reason() {
         "{err}"
     );
 }
+
+/// A local HTTP app that names itself in every answer.
+const LOCAL_APP: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("local-app " + self.path).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[test]
+fn filtered_steal_reaches_the_local_app_and_sigterm_is_forwarded() {
+    let cluster = TestCluster::new("exec-steal").unwrap();
+    let pod = pod(&cluster);
+    let client = cluster.pod("client").start().unwrap();
+    let agent = start_agent(&pod);
+
+    let cwd = tempfile::tempdir().unwrap();
+    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir(cwd.path().join(".tether")).unwrap();
+    std::fs::write(
+        cwd.path().join(".tether/tether.json"),
+        format!(
+            r#"{{ "feature": {{ "network": {{ "incoming": {{
+                "mode": "steal",
+                "port_mapping": [[{local_port}, 8080]],
+                "http_filter": {{ "header_filter": "x-tether: yes", "ports": [8080] }}
+            }} }} }} }}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(cwd.path().join("app.py"), LOCAL_APP).unwrap();
+    let mut tether = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args(["exec", "--agent", &agent.addr, "--"])
+        .args(["python3", "app.py", &local_port.to_string()])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .spawn()
+        .unwrap();
+
+    let url = format!("http://{}:8080/stolen", pod.ip());
+    let curl = |header: bool| {
+        let mut args = vec!["curl", "-s", "-m", "5"];
+        if header {
+            args.extend(["-H", "x-tether: yes"]);
+        }
+        args.push(&url);
+        let out = client.exec(args).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        last = curl(true);
+        if last.contains("local-app /stolen") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        last.contains("local-app /stolen"),
+        "matching request not stolen: {last}"
+    );
+    // Requests the filter does not match still reach the pod's own server.
+    let unmatched = curl(false);
+    assert!(!unmatched.contains("local-app"), "{unmatched}");
+    assert!(unmatched.contains("/stolen"), "{unmatched}");
+
+    // SIGTERM to tether reaches the app; tether exits with the app's fate.
+    // SAFETY: plain kill of our own child.
+    unsafe { libc::kill(tether.id() as i32, libc::SIGTERM) };
+    let status = tether.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
+}
