@@ -41,6 +41,13 @@ pub async fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
     let info = discovery::ensure_daemon(&paths, &exe)
         .await
         .context("cannot reach the tether daemon")?;
+    if info.version != env!("CARGO_PKG_VERSION") {
+        eprintln!(
+            "tether: warning: the running daemon is version {}, this tether is {}\n  help: restart it: `tether daemon stop && tether daemon start`",
+            info.version,
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     let client = discovery::connect(&info).await?;
     let mut params = serde_json::json!({
         "namespace": args.namespace,

@@ -28,7 +28,9 @@ use std::{
 
 use jsonrpsee::{
     PendingSubscriptionSink, RpcModule, SubscriptionMessage,
-    server::{ServerBuilder, ServerConfig, ServerHandle, middleware::http::HostFilterLayer},
+    server::{
+        PingConfig, ServerBuilder, ServerConfig, ServerHandle, middleware::http::HostFilterLayer,
+    },
     types::{ErrorObjectOwned, Params},
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -655,6 +657,13 @@ pub async fn serve(state: Arc<DaemonState>, port: u16) -> std::io::Result<Runnin
         .max_connections(256)
         .max_subscriptions_per_connection(1024)
         .max_request_body_size(16 * 1024 * 1024)
+        // A frontend that vanished without closing (IDE killed) releases its subscriptions.
+        .enable_ws_ping(
+            PingConfig::new()
+                .ping_interval(Duration::from_secs(20))
+                .inactive_limit(Duration::from_secs(60))
+                .max_failures(2),
+        )
         .build();
     let server = ServerBuilder::with_config(config)
         .set_http_middleware(http)
