@@ -157,4 +157,34 @@ mod tests {
             Err(RuntimeError::NotRunning { .. })
         ));
     }
+
+    #[tokio::test]
+    async fn asks_a_containerd_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("containerd.sock");
+        let _server = crate::runtime::fake_grpc::serve(
+            &socket,
+            std::sync::Arc::new(|parts: &http::request::Parts, msg: &[u8]| {
+                assert_eq!(parts.uri.path(), METHOD);
+                assert_eq!(parts.headers["containerd-namespace"], "k8s.io");
+                assert_eq!(parts.headers["content-type"], "application/grpc");
+                let req = GetRequest::decode(msg).unwrap();
+                match req.container_id.as_str() {
+                    "c1" => (0, recorded_response(2, 4242)),
+                    // codes.NotFound, as containerd answers for an unknown id.
+                    _ => (5, Vec::new()),
+                }
+            }),
+        );
+        assert_eq!(pid(&socket, "c1").await.unwrap(), 4242);
+        assert!(matches!(
+            pid(&socket, "other").await,
+            Err(RuntimeError::NotFound { .. })
+        ));
+        let missing = dir.path().join("nothing.sock");
+        assert!(matches!(
+            pid(&missing, "c1").await,
+            Err(RuntimeError::Call { .. })
+        ));
+    }
 }

@@ -174,4 +174,27 @@ mod tests {
             Err(RuntimeError::BadAnswer { .. })
         ));
     }
+
+    #[tokio::test]
+    async fn asks_a_crio_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("crio.sock");
+        let _server = crate::runtime::fake_grpc::serve(
+            &socket,
+            std::sync::Arc::new(|parts: &http::request::Parts, msg: &[u8]| {
+                assert_eq!(parts.uri.path(), METHOD);
+                let req = ContainerStatusRequest::decode(msg).unwrap();
+                assert!(req.verbose, "the pid is only in the verbose info");
+                match req.container_id.as_str() {
+                    "c9" => (0, recorded_response(1)),
+                    _ => (5, Vec::new()),
+                }
+            }),
+        );
+        assert_eq!(pid(&socket, "c9").await.unwrap(), 31337);
+        assert!(matches!(
+            pid(&socket, "other").await,
+            Err(RuntimeError::NotFound { .. })
+        ));
+    }
 }

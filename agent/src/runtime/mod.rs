@@ -13,6 +13,8 @@
 pub mod containerd;
 pub mod cri;
 pub mod docker;
+#[cfg(test)]
+mod fake_grpc;
 mod grpc;
 pub mod tether_test;
 
