@@ -565,3 +565,74 @@ fn iptables_inside_a_pod_redirects_its_traffic_like_an_agent() {
         stdout(&in_pod)
     );
 }
+
+#[test]
+fn leftovers_of_a_sigkilled_test_process_are_swept() {
+    const CHILD: &str = "TETHER_TESTKIT_KILLED_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        // Child mode: make a cluster, report it, hang until killed (Drop never runs).
+        let cluster = TestCluster::new("killed").unwrap();
+        let pod = cluster.pod("p").start().unwrap();
+        println!(
+            "READY {} {} {} {}",
+            cluster.network().netns,
+            pod.netns(),
+            pod.pid(),
+            cluster.network().subnet
+        );
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "leftovers_of_a_sigkilled_test_process_are_swept",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("READY ") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(n > 0, "child exited before reporting its cluster");
+    }
+    let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+    let (infra, pod_ns, pid, subnet) = (
+        &words[1],
+        &words[2],
+        words[3].parse::<u32>().unwrap(),
+        &words[4],
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        netns_list().contains(infra.as_str()),
+        "left behind before the sweep"
+    );
+
+    let report = tether_testkit::cleanup_stale().unwrap();
+    assert!(
+        report.networks.iter().any(|n| infra.ends_with(n.as_str())),
+        "{report:?}"
+    );
+    let list = netns_list();
+    assert!(
+        !list.contains(infra.as_str()) && !list.contains(pod_ns.as_str()),
+        "{list}"
+    );
+    assert!(
+        tether_testkit::ProcessId::of(pid).is_none(),
+        "pod process {pid} survived"
+    );
+    let routes = stdout(
+        &Command::new("ip")
+            .args(["route", "show", "proto", "116"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!routes.contains(subnet.as_str()), "{routes}");
+}
