@@ -66,14 +66,16 @@ impl Matcher {
     /// Whether a request with this head matches.
     pub fn matches(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
         match self {
-            Self::Header(re) => headers.iter().any(|(name, value)| {
-                let line = format!(
-                    "{}: {}",
-                    name.as_str(),
-                    String::from_utf8_lossy(value.as_bytes())
-                );
-                re.is_match(&line)
-            }),
+            Self::Header(re) => {
+                headers.iter().any(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes());
+                    re.is_match(&format!("{}: {value}", name.as_str()))
+                }) || (!headers.contains_key(http::header::HOST)
+                    // HTTP/2 carries the host as :authority, which a `host:` filter must see.
+                    && uri
+                        .authority()
+                        .is_some_and(|a| re.is_match(&format!("host: {a}"))))
+            }
             Self::Path(re) => {
                 let path = uri.path();
                 re.is_match(path)
@@ -115,6 +117,14 @@ mod tests {
         assert!(!check(f(), "GET", "/", &[("X-User", "bob")]));
         assert!(!check(f(), "GET", "/", &[("X-Other", "alice")]));
         assert!(!check(f(), "GET", "/", &[]));
+    }
+
+    #[test]
+    fn host_filter_sees_the_http2_authority() {
+        let f = || HttpFilter::Header(r"^host: api\.local".into());
+        assert!(check(f(), "GET", "http://api.local:8080/x", &[]));
+        assert!(check(f(), "GET", "/x", &[("Host", "api.local")]));
+        assert!(!check(f(), "GET", "http://other/x", &[]));
     }
 
     #[test]

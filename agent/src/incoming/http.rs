@@ -26,6 +26,9 @@ use super::{Inner, Pending, PortSubs, SessionTx};
 
 type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 
+/// A stolen request goes to the session in one frame: its body must leave room for the rest.
+const MAX_STOLEN_BODY: usize = tether_protocol::codec::MAX_FRAME_LEN - 1024 * 1024;
+
 /// The connection to the original server that passed-through requests of one client connection
 /// share.
 enum Upstream {
@@ -136,8 +139,17 @@ impl HttpConn {
     /// Sends the request to `session` and answers with its response.
     async fn steal(&self, session: SessionTx, req: Request<Incoming>) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        let body = match body.collect().await {
+        let body = match http_body_util::Limited::new(body, MAX_STOLEN_BODY)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return text_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("a stolen request's body is limited to {MAX_STOLEN_BODY} bytes"),
+                );
+            }
             Err(e) => return text_response(StatusCode::BAD_REQUEST, &format!("body: {e}")),
         };
         let id = self.inner.next_request_id();

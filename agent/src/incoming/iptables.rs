@@ -141,22 +141,38 @@ pub fn chain_name(pid: u32, agent_id: &str) -> String {
     name
 }
 
-/// The owner comment of this process's jump rules.
+/// Inode of the PID namespace of `pid` (`self` for ours): pids only mean something inside it.
+fn pid_ns(pid: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The owner comment of this process's jump rules: `tether-owner:PID:START:PIDNS`.
 pub fn owner_comment(pid: u32) -> String {
     format!(
-        "tether-owner:{pid}:{}",
-        process_start_time(pid).unwrap_or(0)
+        "tether-owner:{pid}:{}:{}",
+        process_start_time(pid).unwrap_or(0),
+        pid_ns(&pid.to_string()).unwrap_or(0)
     )
 }
 
 /// Whether the agent named by an owner comment (or, without one, by the chain name) is alive.
+/// An owner in another PID namespace cannot be checked from here and counts as alive: its own
+/// guard removes its rules.
 fn owner_alive(chain: &str, comment: Option<&str>) -> bool {
-    if let Some(c) = comment
-        && let Some(rest) = c.strip_prefix("tether-owner:")
-        && let Some((pid, start)) = rest.split_once(':')
-        && let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>())
-    {
-        return process_start_time(pid) == Some(start);
+    if let Some(rest) = comment.and_then(|c| c.strip_prefix("tether-owner:")) {
+        let mut fields = rest.split(':');
+        let pid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        let start = fields.next().and_then(|s| s.parse::<u64>().ok());
+        let ns = fields.next().and_then(|n| n.parse::<u64>().ok());
+        if let (Some(pid), Some(start)) = (pid, start) {
+            if ns.is_some_and(|ns| ns != 0 && Some(ns) != pid_ns("self")) {
+                return true;
+            }
+            return process_start_time(pid) == Some(start);
+        }
     }
     let pid = chain
         .strip_prefix(CHAIN_PREFIX)
@@ -502,6 +518,19 @@ pub(crate) mod tests {
         assert!(!owner_alive(
             "TETHER-1-x",
             Some(&format!("tether-owner:{me}:{}", start + 1))
+        ));
+        assert!(!owner_alive(
+            "TETHER-1-x",
+            Some(&format!(
+                "tether-owner:{me}:{}:{}",
+                start + 1,
+                pid_ns("self").unwrap()
+            ))
+        ));
+        // An owner in another PID namespace is never judged from here.
+        assert!(owner_alive(
+            "TETHER-1-x",
+            Some(&format!("tether-owner:{me}:{}:1", start + 1))
         ));
         assert!(owner_alive(&format!("TETHER-{me}-x"), None));
         assert!(!owner_alive("TETHER-4194999-x", None));
