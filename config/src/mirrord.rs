@@ -169,6 +169,12 @@ pub(crate) fn classify(path: &str) -> Option<Unsupported> {
     TABLE.iter().find(|(p, _)| *p == path).map(|(_, u)| *u)
 }
 
+/// Every key path in the table (for the README drift test).
+#[cfg(test)]
+pub(crate) fn all_paths() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().map(|(p, _)| *p)
+}
+
 /// Message and help for an unsupported key.
 pub(crate) fn describe(path: &str, key: &str, u: Unsupported) -> (String, String) {
     match u {

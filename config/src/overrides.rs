@@ -169,6 +169,18 @@ pub const ENV_VARS: &[EnvVar] = &[
         },
     },
     EnvVar {
+        name: "TETHER_AGENT_IMAGE_PULL_POLICY",
+        mirrord: Some("MIRRORD_AGENT_IMAGE_PULL_POLICY"),
+        key: "agent.image_pull_policy",
+        apply: |c, v| {
+            c.agent.image_pull_policy = v.parse().map_err(|m: String| Problem {
+                message: m,
+                help: Some("expected `Always`, `IfNotPresent` or `Never`".into()),
+            })?;
+            Ok(())
+        },
+    },
+    EnvVar {
         name: "TETHER_AGENT_TTL",
         mirrord: Some("MIRRORD_AGENT_TTL"),
         key: "agent.ttl",
@@ -260,6 +272,26 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "feature.network.incoming.http_filter",
         apply: |c, v| {
             c.feature.network.incoming.http_filter.filter = Some(HttpFilter::Path(regex(v)?));
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "TETHER_HTTP_FILTER_PORTS",
+        mirrord: Some("MIRRORD_HTTP_FILTER_PORTS"),
+        key: "feature.network.incoming.http_filter.ports",
+        apply: |c, v| {
+            let ports = v
+                .split([',', ';'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| format!("invalid port `{p}`"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            c.feature.network.incoming.http_filter.ports = ports;
             Ok(())
         },
     },

@@ -418,3 +418,25 @@ error 4:7 `agent.ttl` must be an integer from 0 to 65535, found a string"
     );
     assert_eq!(c.feature.network.incoming.http_filter.ports, vec![8080]);
 }
+
+#[test]
+fn readme_lists_every_variable_and_mirrord_key() {
+    let readme = include_str!("../README.md");
+    for v in ENV_VARS {
+        assert!(
+            readme.contains(&format!("`{}`", v.name)),
+            "README lacks {}",
+            v.name
+        );
+        if let Some(m) = v.mirrord {
+            assert!(readme.contains(&format!("`{m}`")), "README lacks {m}");
+        }
+    }
+    for path in crate::mirrord::all_paths() {
+        let shown = path.strip_prefix("target.path.").unwrap_or(path);
+        assert!(
+            readme.contains(&format!("`{shown}`")),
+            "README lacks {path}"
+        );
+    }
+}
