@@ -195,7 +195,6 @@ pub fn clear() {
 /// Holds the table lock across fork (see [`crate::link::Link::fork_prepare`]).
 pub fn fork_prepare() {
     TABLE.raw_lock();
-    DIRS.raw_lock();
 }
 
 /// Releases the locks after fork, in parent and child.
@@ -203,40 +202,57 @@ pub fn fork_prepare() {
 /// # Safety
 /// Only after [`fork_prepare`] on this thread.
 pub unsafe fn fork_release() {
-    // SAFETY: fork_prepare took both on this thread.
-    unsafe {
-        DIRS.raw_unlock();
-        TABLE.raw_unlock();
-    }
+    // SAFETY: fork_prepare took it on this thread.
+    unsafe { TABLE.raw_unlock() };
 }
 
 // ---- fake directory streams ----
 
-/// Live fake `DIR*` pointers.
-static DIRS: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
+/// Most fake `DIR*`s open at once.
+const DIR_SLOTS: usize = 256;
+
+/// Live fake `DIR*` pointers, lock-free: `readdir` and `closedir` of a fake stream must be
+/// recognised even in a signal handler that interrupted layer code.
+static DIRS: [AtomicUsize; DIR_SLOTS] = [const { AtomicUsize::new(0) }; DIR_SLOTS];
 static DIR_COUNT: AtomicUsize = AtomicUsize::new(0);
 
-/// Registers a fake `DIR*`.
-pub fn add_dir(p: usize) {
-    DIRS.lock().push(p);
-    DIR_COUNT.fetch_add(1, Ordering::Release);
+/// Registers a fake `DIR*`; false when every slot is taken.
+pub fn add_dir(p: usize) -> bool {
+    for slot in &DIRS {
+        if slot
+            .compare_exchange(0, p, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            DIR_COUNT.fetch_add(1, Ordering::Release);
+            return true;
+        }
+    }
+    false
 }
 
-/// Whether `p` is a fake `DIR*` (a lock-free "no" when there are none).
+/// Whether `p` is a fake `DIR*` (a single load when there are none).
 #[inline]
 pub fn is_dir(p: usize) -> bool {
-    DIR_COUNT.load(Ordering::Acquire) != 0 && DIRS.lock().contains(&p)
+    p != 0
+        && DIR_COUNT.load(Ordering::Acquire) != 0
+        && DIRS.iter().any(|s| s.load(Ordering::Acquire) == p)
 }
 
 /// Unregisters a fake `DIR*`; false if it was not one.
 pub fn remove_dir(p: usize) -> bool {
-    let mut d = DIRS.lock();
-    let Some(i) = d.iter().position(|x| *x == p) else {
+    if p == 0 {
         return false;
-    };
-    d.swap_remove(i);
-    DIR_COUNT.fetch_sub(1, Ordering::Release);
-    true
+    }
+    for slot in &DIRS {
+        if slot
+            .compare_exchange(p, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            DIR_COUNT.fetch_sub(1, Ordering::Release);
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -262,6 +278,12 @@ mod tests {
         assert_eq!(kind(40), Kind::None);
         fresh(41);
         assert_eq!(kind(41), Kind::None);
+        assert!(!is_dir(0x1000));
+        assert!(add_dir(0x1000));
+        assert!(is_dir(0x1000));
+        assert!(remove_dir(0x1000));
+        assert!(!remove_dir(0x1000));
+        assert!(!is_dir(0x1000));
         assert_eq!(kind(-1), Kind::None);
         assert_eq!(kind(MAX_FD as c_int), Kind::None);
     }

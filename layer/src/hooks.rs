@@ -53,12 +53,32 @@ macro_rules! detour {
 }
 
 /// A new fd from a real call: forget whatever a stale table entry said about its number.
+/// Table changes outside a detour take the guard first; when it is taken (a signal handler
+/// interrupted layer code that may hold the table lock) they are skipped rather than risk a
+/// deadlock.
 #[inline]
 fn new_fd(fd: c_int) -> c_int {
-    if fd >= 0 {
+    if fd >= 0
+        && fdtable::kind(fd) != Kind::None
+        && let Some(_g) = guard::force_enter()
+    {
         fdtable::fresh(fd);
     }
     fd
+}
+
+/// Copies a faked fd's entry to its duplicate (see [`new_fd`] for the guard).
+fn duplicated(from: c_int, to: c_int) {
+    if to < 0 || from == to {
+        return;
+    }
+    if fdtable::kind(from) != Kind::None
+        && let Some(_g) = guard::force_enter()
+    {
+        fdtable::duplicate(from, to);
+    } else {
+        new_fd(to);
+    }
 }
 
 // ---------------------------------------------------------------- open family
@@ -546,18 +566,13 @@ pub unsafe extern "C" fn closedir(dir: *mut DIR) -> c_int {
         // SAFETY: forwarded.
         return unsafe { real::closedir(dir) };
     }
-    // A fake stream must never reach glibc's closedir, guard or not.
-    match guard::force_enter() {
-        Some(_g) => match dirs::closedir(dir) {
-            Detour::Done(v) => v,
-            // SAFETY: not ours after all.
-            _ => unsafe { real::closedir(dir) },
-        },
-        None => match dirs::closedir(dir) {
-            Detour::Done(v) => v,
-            // SAFETY: as above.
-            _ => unsafe { real::closedir(dir) },
-        },
+    // A fake stream must never reach glibc's closedir, guard or not (the registry is
+    // lock-free).
+    let _g = guard::force_enter();
+    match dirs::closedir(dir) {
+        Detour::Done(v) => v,
+        // SAFETY: not ours after all.
+        _ => unsafe { real::closedir(dir) },
     }
 }
 
@@ -894,15 +909,11 @@ fn forget(fd: c_int) {
     if fdtable::kind(fd) == Kind::None {
         return;
     }
-    match guard::force_enter() {
-        Some(_g) => {
-            let _ = std::panic::catch_unwind(|| files::forget(fd));
-        }
-        // Layer code closing an fd it faked (closedir, cookie close) already forgot it; anything
-        // else just drops the entry.
-        None => {
-            fdtable::remove(fd);
-        }
+    // Layer code closing an fd it faked (closedir, cookie close) already forgot it. A signal
+    // handler that interrupted layer code leaves a stale entry, which the next real call that
+    // returns this fd number clears.
+    if let Some(_g) = guard::force_enter() {
+        let _ = std::panic::catch_unwind(|| files::forget(fd));
     }
 }
 
@@ -916,10 +927,8 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     // SAFETY: forwarded.
-    let r = new_fd(unsafe { real::dup(fd) });
-    if r >= 0 && fdtable::kind(fd) != Kind::None {
-        fdtable::duplicate(fd, r);
-    }
+    let r = unsafe { real::dup(fd) };
+    duplicated(fd, r);
     r
 }
 
@@ -930,9 +939,7 @@ pub unsafe extern "C" fn dup2(fd: c_int, to: c_int) -> c_int {
     }
     // SAFETY: forwarded.
     let r = unsafe { real::dup2(fd, to) };
-    if r >= 0 && fd != to && fdtable::kind(fd) != Kind::None {
-        fdtable::duplicate(fd, r);
-    }
+    duplicated(fd, r);
     r
 }
 
@@ -943,9 +950,7 @@ pub unsafe extern "C" fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int {
     }
     // SAFETY: forwarded.
     let r = unsafe { real::dup3(fd, to, flags) };
-    if r >= 0 && fdtable::kind(fd) != Kind::None {
-        fdtable::duplicate(fd, r);
-    }
+    duplicated(fd, r);
     r
 }
 
@@ -1099,19 +1104,12 @@ pub unsafe extern "C" fn getaddrinfo(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn freeaddrinfo(ai: *mut addrinfo) {
-    // Not behind `enter()`: a list the layer built must never reach glibc's free path, even
-    // if hooks were turned off meanwhile. The layouts match, but ownership stays clear.
-    match guard::force_enter() {
-        Some(_g) => {
-            if let Detour::Done(()) = dns::freeaddrinfo(ai) {
-                return;
-            }
-        }
-        None => {
-            if let Detour::Done(()) = dns::freeaddrinfo(ai) {
-                return;
-            }
-        }
+    // Outside the guard only (the list registry has a lock); a list the layer built has
+    // glibc's layout, so glibc's free is right for it too when the guard is taken.
+    if let Some(_g) = guard::force_enter()
+        && let Detour::Done(()) = dns::freeaddrinfo(ai)
+    {
+        return;
     }
     // SAFETY: forwarded.
     unsafe { real::freeaddrinfo(ai) }

@@ -307,3 +307,85 @@ for i in range(3):
     assert_eq!(err.matches("tether: lost the session").count(), 1, "{err}");
     assert!(started.elapsed().as_secs() < 20);
 }
+
+#[test]
+fn java_reads_lists_resolves_connects_and_spawns() {
+    if !has_tool("java") {
+        eprintln!("java not installed: skipped");
+        return;
+    }
+    let session = FakeSession::start(policy());
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("Probe.java");
+    std::fs::write(&src, include_str!("programs/Probe.java")).unwrap();
+    let mut cmd = session.command("java");
+    cmd.arg(&src);
+    let out = run(cmd);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "java failed: {text}\n{}",
+        stderr(&out)
+    );
+    for e in [
+        format!("read: {}", HELLO.trim()),
+        format!("length: {}", HELLO.len()),
+        "list: a.txt,b.txt".into(),
+        "kube: false".into(),
+        format!("ip: {POD_IP}"),
+        format!("banner: {}", BANNER.trim()),
+        format!("child: {}", HELLO.trim()),
+    ] {
+        assert!(
+            text.contains(&e),
+            "missing {e:?} in:\n{text}\n{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn threads_signals_dirfds_and_vfork() {
+    let session = FakeSession::start(policy());
+    let dir = tempfile::tempdir().unwrap();
+    let bin = support::compile_c(
+        dir.path(),
+        "stress",
+        include_str!("programs/stress.c"),
+        &["-O2", "-pthread"],
+    );
+    let out = run(session.command(bin.to_str().unwrap()));
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "stress failed: {text}\n{}",
+        stderr(&out)
+    );
+    for e in [
+        "threads: 240\n".to_string(),
+        "signals: 1 stats: 300\n".into(),
+        format!("openat: {} {HELLO}", HELLO.len()),
+        format!("fstatat: 0 {}\n", HELLO.len()),
+        "fstat dir: 1\n".into(),
+        "fdopendir: 5\n".into(),
+        HELLO.to_string(),
+        "vfork child: 0\n".into(),
+    ] {
+        assert!(
+            text.contains(&e),
+            "missing {e:?} in:\n{text}\n{}",
+            stderr(&out)
+        );
+    }
+    // Threads used several connections of the pool (each with its own hello), not one per call.
+    let main_pid = session.hellos()[0].pid;
+    let conns = session
+        .hellos()
+        .iter()
+        .filter(|h| h.pid == main_pid)
+        .count();
+    assert!(
+        (2..=9).contains(&conns),
+        "{conns} connections from the main process"
+    );
+}

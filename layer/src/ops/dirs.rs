@@ -69,7 +69,7 @@ fn list(path: &str) -> Result<Vec<DirEntry>, i32> {
     }
 }
 
-fn make_dir(fd: c_int, entries: Vec<DirEntry>) -> *mut DIR {
+fn make_dir(fd: c_int, entries: Vec<DirEntry>) -> Result<*mut DIR, i32> {
     let dir = Box::new(FakeDir {
         fd,
         lock: 0,
@@ -84,8 +84,12 @@ fn make_dir(fd: c_int, entries: Vec<DirEntry>) -> *mut DIR {
         ent: unsafe { std::mem::zeroed() },
     });
     let p = Box::into_raw(dir);
-    fdtable::add_dir(p as usize);
-    p.cast()
+    if !fdtable::add_dir(p as usize) {
+        // SAFETY: just leaked above, never shared.
+        drop(unsafe { Box::from_raw(p) });
+        return Err(libc::EMFILE);
+    }
+    Ok(p.cast())
 }
 
 /// `opendir` of a remote directory.
@@ -104,7 +108,15 @@ pub unsafe fn opendir(path: *const c_char) -> Detour<*mut DIR> {
         Err(e) => return Detour::Fail(e),
     };
     match list(&r.path) {
-        Ok(entries) => Detour::Done(make_dir(fd, entries)),
+        Ok(entries) => match make_dir(fd, entries) {
+            Ok(d) => Detour::Done(d),
+            Err(e) => {
+                super::files::forget(fd);
+                // SAFETY: our placeholder.
+                unsafe { libc::close(fd) };
+                Detour::Fail(e)
+            }
+        },
         Err(e) => {
             super::files::forget(fd);
             // SAFETY: our placeholder.
@@ -119,7 +131,7 @@ pub fn fdopendir(fd: c_int) -> Detour<*mut DIR> {
     let Some(Entry::RemoteDir { path, .. }) = fdtable::get(fd) else {
         return Detour::Bypass;
     };
-    Detour::from_result(list(&path).map(|e| make_dir(fd, e)))
+    Detour::from_result(list(&path).and_then(|e| make_dir(fd, e)))
 }
 
 /// `readdir`/`readdir64` of a fake stream; null at the end.
