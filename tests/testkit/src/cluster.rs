@@ -157,6 +157,7 @@ impl TestCluster {
             command: None,
             server: None,
             workdir: None,
+            setups: Vec::new(),
         }
     }
 
@@ -237,7 +238,11 @@ pub struct PodBuilder {
     command: Option<Vec<String>>,
     server: Option<TestServer>,
     workdir: Option<PathBuf>,
+    setups: Vec<RootSetup>,
 }
+
+/// A closure laying out a pod's root directory (host path) before the pod starts.
+type RootSetup = Box<dyn FnOnce(&Path) -> std::io::Result<()> + Send>;
 
 impl std::fmt::Debug for PodBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -258,6 +263,38 @@ impl PodBuilder {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds environment variables.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        for (k, v) in vars {
+            self = self.env(k.as_ref(), v.as_ref());
+        }
+        self
+    }
+
+    /// Runs `f` with the host path of the pod's root before the main process starts, after the
+    /// testkit wrote /etc and the [`PodBuilder::file`]s: for directories, symlinks, modes.
+    ///
+    /// ```no_run
+    /// # fn f(cluster: &tether_testkit::TestCluster) -> tether_testkit::Result<()> {
+    /// let pod = cluster
+    ///     .pod("files")
+    ///     .setup(|root| {
+    ///         std::fs::create_dir_all(root.join("data/sub"))?;
+    ///         std::os::unix::fs::symlink("/etc/hostname", root.join("data/link"))
+    ///     })
+    ///     .start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn setup(mut self, f: impl FnOnce(&Path) -> std::io::Result<()> + Send + 'static) -> Self {
+        self.setups.push(Box::new(f));
         self
     }
 
@@ -321,8 +358,11 @@ impl PodBuilder {
         self
     }
 
-    /// Creates the sandbox, the root, and starts the main process.
-    pub fn start(self) -> Result<Pod> {
+    /// Creates the sandbox, the root, and starts the main process. When it returns, the main
+    /// process has entered the pod (network, mount and UTS namespaces, root) and exec'd its
+    /// program, so `/proc/PID/root` and `/proc/PID/environ` are the pod's; with a
+    /// [`PodBuilder::server`] it also listens.
+    pub fn start(mut self) -> Result<Pod> {
         if !state::is_dns_label(&self.name) || self.name.len() > 40 {
             return Err(Error::invalid(
                 "pod name",
@@ -356,11 +396,14 @@ impl PodBuilder {
         Ok(pod)
     }
 
-    fn launch(&self, pod: &Pod) -> Result<u32> {
+    fn launch(&mut self, pod: &Pod) -> Result<u32> {
         let root = &pod.root;
         write_root(root, &pod.sb)?;
         for (path, contents, mode) in &self.files {
             pod.write_file_mode(path, contents, *mode)?;
+        }
+        for f in self.setups.drain(..) {
+            f(root).ctx(|| format!("setting up the root of pod {}", self.name))?;
         }
         let mut binds = vec![Bind {
             source: testsrv_bin()?,
@@ -395,6 +438,7 @@ impl PodBuilder {
             .stdout(log.try_clone().ctx(|| "duplicating log fd".into())?)
             .stderr(log);
         prepared.install(&mut cmd);
+        // spawn returns once the child has entered the pod and exec'd (or failed doing so).
         let mut child = cmd.spawn().map_err(|e| Error::Exited {
             what: format!("pod {} main process `{}`", self.name, args.join(" ")),
             status: format!("could not start: {e}"),

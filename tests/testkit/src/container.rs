@@ -494,6 +494,8 @@ impl Prepared {
 
     /// Makes `cmd` enter the container between fork and exec. Do not also set
     /// `Command::current_dir`: std applies it before this step; the workdir is part of the spec.
+    /// `Command::spawn` returns only after the child entered and exec'd (or with the error), so
+    /// no wait for `/proc/PID/root` to change is needed after it.
     pub fn install(self, cmd: &mut Command) {
         // SAFETY: `enter` is async-signal-safe (system calls only).
         unsafe {

@@ -38,8 +38,12 @@ fn pod_sees_its_env_files_root_and_hostname() {
         .pod("web")
         .hostname("web-7d9f")
         .env("GREETING", "hello pod")
-        .env("MODE", "test")
+        .envs([("MODE", "test")])
         .file("/app/data.txt", "payload-123")
+        .setup(|root| {
+            std::fs::create_dir_all(root.join("data/sub"))?;
+            std::os::unix::fs::symlink("/app/data.txt", root.join("data/link"))
+        })
         .start()
         .unwrap();
 
@@ -71,6 +75,8 @@ fn pod_sees_its_env_files_root_and_hostname() {
 
     // The pod's own view.
     assert_eq!(sh(&pod, "cat /app/data.txt"), "payload-123");
+    assert_eq!(sh(&pod, "cat /data/link"), "payload-123");
+    assert_eq!(sh(&pod, "test -d /data/sub && echo dir"), "dir\n");
     assert_eq!(sh(&pod, "hostname").trim(), "web-7d9f");
     assert_eq!(sh(&pod, "cat /etc/hostname").trim(), "web-7d9f");
     assert_eq!(sh(&pod, "echo $GREETING").trim(), "hello pod");
