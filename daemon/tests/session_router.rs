@@ -48,6 +48,13 @@ fn standard_handler() -> common::Handler {
                         port: *port,
                     }))
                 }
+                Request::Outgoing(OutgoingRequest::OpenUdp { conn_id, .. }) => {
+                    Ok(Response::Outgoing(OutgoingResponse::Opened {
+                        conn_id: *conn_id,
+                        local: "10.1.2.3:40001".parse().unwrap(),
+                        remote: None,
+                    }))
+                }
                 Request::Outgoing(OutgoingRequest::ConnectTcp { conn_id, .. }) => {
                     Ok(Response::Outgoing(OutgoingResponse::Opened {
                         conn_id: *conn_id,
@@ -70,6 +77,15 @@ fn standard_handler() -> common::Handler {
                 data: data.as_slice().to_ascii_uppercase().into(),
             })]
         }
+        ClientMessage::Stream(StreamMessage::Datagram {
+            conn_id,
+            peer,
+            data,
+        }) => vec![AgentMessage::Stream(StreamMessage::Datagram {
+            conn_id: *conn_id,
+            peer: *peer,
+            data: data.as_slice().to_ascii_uppercase().into(),
+        })],
         ClientMessage::Stream(StreamMessage::Eof { conn_id })
             if *conn_id & AGENT_CONN_ID_BIT == 0 =>
         {
@@ -581,4 +597,108 @@ async fn silent_agent_is_detected_by_pings() {
     let err = client.request(Request::Env).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(err.to_string().contains("did not answer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_udp_goes_through_a_relay_that_dies_with_the_process() {
+    common::init_tracing();
+    let mut agent = FakeAgent::start(standard_handler()).await;
+    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+    let remote: SocketAddr = "10.96.0.10:53".parse().unwrap();
+    let (layer, answer) = blocking(move || {
+        let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 800, 1)).unwrap();
+        let LayerResponse::Intercepted {
+            interceptor,
+            remote_local,
+        } = l.request(1, LayerRequest::ConnectUdp { remote }).unwrap()
+        else {
+            panic!("not intercepted");
+        };
+        assert_eq!(remote_local, "10.1.2.3:40001".parse().unwrap());
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.connect(interceptor).unwrap();
+        s.send(b"query").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf).unwrap();
+        (l, buf[..n].to_vec())
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer, b"QUERY");
+    let sent = agent
+        .wait_for(|m| matches!(m, ClientMessage::Stream(StreamMessage::Datagram { .. })))
+        .await;
+    let ClientMessage::Stream(StreamMessage::Datagram { conn_id, peer, .. }) = sent else {
+        unreachable!()
+    };
+    assert_eq!(peer, remote);
+    drop(layer);
+    agent
+        .wait_for(|m| {
+            m == &ClientMessage::Stream(StreamMessage::Close {
+                conn_id,
+                error: None,
+            })
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_connection_copies_to_the_app_and_drops_its_replies() {
+    common::init_tracing();
+    let agent = FakeAgent::start(standard_handler()).await;
+    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+    let app = StdListener::bind("127.0.0.1:0").unwrap();
+    let local = app.local_addr().unwrap();
+    let _layer = blocking(move || {
+        let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 900, 1)).unwrap();
+        l.request(
+            1,
+            LayerRequest::Listen {
+                local,
+                remote_port: 9000,
+            },
+        )
+        .unwrap();
+        l
+    })
+    .await
+    .unwrap();
+    let conn_id = AGENT_CONN_ID_BIT | 7;
+    agent.push(AgentMessage::Incoming(IncomingEvent::NewConnection {
+        conn_id,
+        port: 9000,
+        mode: IncomingMode::Mirror,
+        client: "10.0.0.9:51000".parse().unwrap(),
+        server: "10.1.2.3:9000".parse().unwrap(),
+    }));
+    agent.push(AgentMessage::Stream(StreamMessage::Data {
+        conn_id,
+        data: b"copy".as_slice().into(),
+    }));
+    agent.push(AgentMessage::Stream(StreamMessage::Close {
+        conn_id,
+        error: None,
+    }));
+    let (got, rest) = blocking(move || {
+        let (mut s, _) = app.accept().unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        let _ = s.write_all(b"reply that must be dropped");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        (buf, rest)
+    })
+    .await
+    .unwrap();
+    assert_eq!(&got, b"copy");
+    assert!(rest.is_empty());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let leaked = agent.received.lock().unwrap().iter().any(|m| {
+        matches!(m, ClientMessage::Stream(StreamMessage::Data { conn_id: c, .. }) if *c == conn_id)
+    });
+    assert!(!leaked, "a mirrored connection's reply reached the agent");
 }
