@@ -216,3 +216,45 @@ async fn targets_watch_sends_the_list_then_changes() {
     };
     assert_eq!(obj.code(), -32022);
 }
+
+#[tokio::test]
+async fn rollouts_are_listed_where_the_crd_exists() {
+    let rollout = json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 8080}]}]}}},
+        "status": {"readyReplicas": 2}
+    });
+    // Without the CRD: no rollouts, and no warning about them.
+    let plain = FakeKube::start().await;
+    plain.apply("pods", "shop", pod("api-1", true));
+    let m = rpc_module(support::state(vec![plain.kubeconfig.clone()]));
+    let r = rpc(&m, "targets.list", json!({})).await.unwrap();
+    assert_eq!(r["warnings"], json!([]), "{r}");
+    assert!(
+        r["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["kind"] != "rollout")
+    );
+
+    let argo = FakeKube::start().await;
+    argo.install_rollouts_crd();
+    argo.apply("rollouts", "shop", rollout);
+    let m = rpc_module(support::state(vec![argo.kubeconfig.clone()]));
+    let r = rpc(&m, "targets.list", json!({"kinds": ["rollout"]}))
+        .await
+        .unwrap();
+    assert_eq!(r["warnings"], json!([]), "{r}");
+    let t = &r["targets"][0];
+    assert_eq!(
+        (
+            t["path"].clone(),
+            t["ready_text"].clone(),
+            t["status"].clone()
+        ),
+        (json!("rollout/web"), json!("2/2"), json!("Available"))
+    );
+    assert_eq!(t["containers"][0]["name"], json!("app"));
+    assert_eq!(t["ports"][0]["port"], json!(8080));
+}

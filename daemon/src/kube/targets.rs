@@ -1,5 +1,5 @@
-//! The targets watch cache: pods, deployments and statefulsets per (kubeconfig, context,
-//! namespace), kept current by kube-runtime reflectors.
+//! The targets watch cache: pods, deployments, statefulsets and Argo rollouts (where the CRD
+//! exists) per (kubeconfig, context, namespace), kept current by kube-runtime reflectors.
 //!
 //! A namespace's watches start on the first `targets.list` or `targets.watch` for it and stop
 //! after [`IDLE_TTL`] without use, so the pod picker answers from memory after the first call and
@@ -23,6 +23,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{
         WatchStreamExt,
         reflector::{self, Store},
@@ -52,6 +53,8 @@ enum KindState {
     Ready,
     /// The initial list failed (the watcher keeps retrying with backoff).
     Failed(RpcError),
+    /// The kind does not exist in this cluster (no Argo Rollouts CRD): nothing to list.
+    Absent,
 }
 
 struct KindWatch<K: Resource + 'static>
@@ -90,18 +93,52 @@ fn start_kind<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store();
+    start_kind_with(api, (), None, changed, context, what)
+}
+
+/// Starts a reflector for `api`. With `group_version`, the watch starts only once discovery
+/// shows that the API group version exists (CRDs such as Argo Rollouts); otherwise the kind is
+/// [`KindState::Absent`].
+fn start_kind_with<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    group_version: Option<(Client, &'static str)>,
+    changed: Arc<watch::Sender<u64>>,
+    context: String,
+    what: String,
+) -> KindWatch<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let store = writer.as_reader();
     let (state_tx, state_rx) = watch::channel(KindState::Starting);
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        // The picker needs none of these, and they are most of an object's size.
-        .modify(|o: &mut K| {
-            let meta = o.meta_mut();
-            meta.managed_fields = None;
-            meta.annotations = None;
-        })
-        .reflect(writer);
     let task = tokio::spawn(async move {
+        if let Some((client, gv)) = group_version {
+            match client.list_api_group_resources(gv).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    state_tx.send_replace(KindState::Absent);
+                    changed.send_modify(|g| *g += 1);
+                    return;
+                }
+                Err(e) => {
+                    state_tx.send_replace(KindState::Failed(map_kube_error(e, &context, &what)));
+                    changed.send_modify(|g| *g += 1);
+                    return;
+                }
+            }
+        }
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            // The picker needs none of these, and they are most of an object's size.
+            .modify(|o: &mut K| {
+                let meta = o.meta_mut();
+                meta.managed_fields = None;
+                meta.annotations = None;
+            })
+            .reflect(writer);
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
@@ -153,6 +190,7 @@ pub struct NamespaceWatch {
     pods: KindWatch<Pod>,
     deployments: KindWatch<Deployment>,
     statefulsets: KindWatch<StatefulSet>,
+    rollouts: KindWatch<DynamicObject>,
     changed: Arc<watch::Sender<u64>>,
     last_used: Mutex<Instant>,
 }
@@ -175,11 +213,22 @@ impl NamespaceWatch {
                 what("deployments"),
             ),
             statefulsets: start_kind(
-                Api::namespaced(client, &namespace),
+                Api::namespaced(client.clone(), &namespace),
                 changed.clone(),
                 context.clone(),
                 what("statefulsets"),
             ),
+            rollouts: {
+                let ar = rollout_resource();
+                start_kind_with(
+                    Api::namespaced_with(client.clone(), &namespace, &ar),
+                    ar,
+                    Some((client, ROLLOUT_GROUP_VERSION)),
+                    changed.clone(),
+                    context.clone(),
+                    what("rollouts"),
+                )
+            },
             changed,
             context,
             namespace,
@@ -201,6 +250,7 @@ impl NamespaceWatch {
             self.pods.state(),
             self.deployments.state(),
             self.statefulsets.state(),
+            self.rollouts.state(),
         ]
         .iter()
         .any(|s| matches!(s, KindState::Starting))
@@ -255,6 +305,7 @@ impl NamespaceWatch {
                     targets.extend(v);
                 }
                 KindState::Failed(e) => pod_error = Some(e),
+                KindState::Absent => {}
                 KindState::Starting => warnings.push("pods are still being listed".to_owned()),
             }
         }
@@ -279,6 +330,16 @@ impl NamespaceWatch {
                     .map(|s| statefulset_target(s, &self.namespace))
                     .collect::<Vec<_>>(),
             ),
+            (
+                TargetKind::Rollout,
+                self.rollouts.state(),
+                self.rollouts
+                    .store
+                    .state()
+                    .iter()
+                    .map(|r| rollout_target(r, &self.namespace))
+                    .collect::<Vec<_>>(),
+            ),
         ] {
             if !wanted(kind) {
                 continue;
@@ -290,6 +351,7 @@ impl NamespaceWatch {
                     targets.extend(v);
                 }
                 KindState::Failed(e) => warnings.push(e.message),
+                KindState::Absent => {}
                 KindState::Starting => {
                     warnings.push(format!("{}s are still being listed", kind.as_str()))
                 }
@@ -518,6 +580,37 @@ fn workload_target(
         containers,
         status: status.to_owned(),
     }
+}
+
+/// API group version of Argo Rollouts.
+pub const ROLLOUT_GROUP_VERSION: &str = "argoproj.io/v1alpha1";
+
+fn rollout_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
+        "rollouts",
+    )
+}
+
+/// An Argo Rollout as the picker shows it. Its pod template is inline (`spec.template`) or in a
+/// referenced Deployment (`spec.workloadRef`), in which case no containers are known here.
+pub fn rollout_target(r: &DynamicObject, namespace: &str) -> TargetInfo {
+    let spec = r.data.get("spec");
+    let template: Option<k8s_openapi::api::core::v1::PodSpec> = spec
+        .and_then(|s| s.pointer("/template/spec"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let int = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+    };
+    workload_target(
+        TargetKind::Rollout,
+        r.name_any(),
+        r.namespace().unwrap_or_else(|| namespace.to_owned()),
+        template_containers(template.as_ref()),
+        int(r.data.pointer("/status/readyReplicas")).unwrap_or(0),
+        int(spec.and_then(|s| s.get("replicas"))).unwrap_or(1),
+    )
 }
 
 /// A deployment as the picker shows it.

@@ -291,6 +291,7 @@ pub struct TargetsParams {
     /// Namespace. Unset: the context's namespace.
     pub namespace: Option<String>,
     /// Only these kinds (e.g. `config.verify`'s `compatible_target_types`). Unset: all.
+    /// Rollouts are listed only where the Argo Rollouts CRD exists.
     pub kinds: Option<Vec<TargetKind>>,
 }
 
@@ -348,7 +349,7 @@ pub struct TargetList {
     pub context: String,
     /// The namespace listed.
     pub namespace: String,
-    /// Targets: pods, then deployments, then statefulsets, each sorted by name.
+    /// Targets: pods, then deployments, statefulsets and rollouts, each sorted by name.
     pub targets: Vec<TargetInfo>,
     /// Kinds that could not be listed and why (e.g. RBAC forbids listing deployments).
     pub warnings: Vec<String>,

@@ -251,7 +251,7 @@ pub const METHODS: &[MethodSpec] = &[
     },
     MethodSpec {
         name: "targets.list",
-        summary: "Pods, deployments and statefulsets of a namespace, from the watch cache",
+        summary: "Pods, deployments, statefulsets and rollouts of a namespace, from the watch cache",
         params: Some(schema::<TargetsParams>),
         result: schema::<TargetList>,
         subscription: None,
@@ -475,6 +475,7 @@ fn capabilities(_s: &DaemonState) -> Capabilities {
             TargetKind::Pod,
             TargetKind::Deployment,
             TargetKind::StatefulSet,
+            TargetKind::Rollout,
         ],
         config_formats: vec![ConfigFormat::Json, ConfigFormat::Toml, ConfigFormat::Yaml],
         sessions: SESSIONS_AVAILABLE,

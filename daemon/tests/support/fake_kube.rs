@@ -25,6 +25,7 @@ struct State {
     /// (resource, namespace) -> objects by name.
     objects: BTreeMap<(String, String), BTreeMap<String, Value>>,
     forbidden: HashSet<String>,
+    rollouts_crd: bool,
     watchers: Vec<(String, String, mpsc::UnboundedSender<Bytes>)>,
     version: u64,
     requests: Vec<String>,
@@ -50,6 +51,7 @@ impl Drop for FakeKube {
 fn api_path(resource: &str) -> &'static str {
     match resource {
         "pods" => "/api/v1",
+        "rollouts" => "/apis/argoproj.io/v1alpha1",
         _ => "/apis/apps/v1",
     }
 }
@@ -58,6 +60,7 @@ fn kind_of(resource: &str) -> (&'static str, &'static str) {
     match resource {
         "pods" => ("v1", "Pod"),
         "deployments" => ("apps/v1", "Deployment"),
+        "rollouts" => ("argoproj.io/v1alpha1", "Rollout"),
         _ => ("apps/v1", "StatefulSet"),
     }
 }
@@ -152,6 +155,11 @@ impl FakeKube {
             .retain(|(r, n, tx)| r != resource || n != namespace || tx.send(line.clone()).is_ok());
     }
 
+    /// Installs the Argo Rollouts CRD: its API group version is discoverable and served.
+    pub fn install_rollouts_crd(&self) {
+        self.state.lock().unwrap().rollouts_crd = true;
+    }
+
     /// Makes every request for `resource` answer 403, as RBAC would.
     pub fn forbid(&self, resource: &str) {
         self.state
@@ -213,9 +221,25 @@ fn handle(st: &Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -> Respon
             json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": s.version.to_string()}, "items": items}),
         );
     }
+    if path == "/apis/argoproj.io/v1alpha1" && st.lock().unwrap().rollouts_crd {
+        return full(
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "argoproj.io/v1alpha1",
+                "resources": [{"name": "rollouts", "singularName": "rollout", "namespaced": true, "kind": "Rollout", "verbs": ["list", "watch"]}]}),
+        );
+    }
+    if segments.get(1) == Some(&"argoproj.io") && !st.lock().unwrap().rollouts_crd {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    }
     // /api/v1/namespaces/NS/pods or /apis/apps/v1/namespaces/NS/{deployments,statefulsets}
     let (ns, resource) = match segments.as_slice() {
-        ["api", "v1", "namespaces", ns, r] | ["apis", "apps", "v1", "namespaces", ns, r] => {
+        ["api", "v1", "namespaces", ns, r]
+        | ["apis", "apps", "v1", "namespaces", ns, r]
+        | ["apis", "argoproj.io", "v1alpha1", "namespaces", ns, r] => {
             (ns.to_string(), r.to_string())
         }
         _ => {
