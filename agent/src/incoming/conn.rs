@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -127,17 +128,29 @@ pub(super) enum TeeMsg {
     Data(Bytes),
     /// The client half-closed.
     Eof,
+    /// The mirrors fell more than [`MIRROR_BACKLOG`] bytes behind: copying stopped.
+    Overflow,
+}
+
+/// Bytes of one connection's copy that may wait for slow mirror sessions. The copy never slows
+/// the real connection down; past this, the mirrors lose the connection instead.
+const MIRROR_BACKLOG: usize = 8 * 1024 * 1024;
+
+/// The tee's end of the mirror fan-out.
+pub(super) struct MirrorTx {
+    tx: mpsc::UnboundedSender<TeeMsg>,
+    backlog: Arc<AtomicUsize>,
 }
 
 /// A stream that hands a copy of everything read from it to the mirror fan-out.
 pub(super) struct Tee<S> {
     inner: S,
-    copy: Option<mpsc::UnboundedSender<TeeMsg>>,
+    copy: Option<MirrorTx>,
 }
 
 impl<S> Tee<S> {
     /// Wraps `inner`; with `copy` `None` it is a plain pass-through.
-    pub(super) fn new(inner: S, copy: Option<mpsc::UnboundedSender<TeeMsg>>) -> Self {
+    pub(super) fn new(inner: S, copy: Option<MirrorTx>) -> Self {
         Self { inner, copy }
     }
 }
@@ -156,11 +169,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tee<S> {
             let new = &buf.filled()[before..];
             let msg = if new.is_empty() {
                 TeeMsg::Eof
+            } else if copy.backlog.fetch_add(new.len(), Ordering::Relaxed) + new.len()
+                > MIRROR_BACKLOG
+            {
+                TeeMsg::Overflow
             } else {
                 TeeMsg::Data(Bytes::copy_from_slice(new))
             };
+            let overflow = matches!(msg, TeeMsg::Overflow);
             // The mirrors' task may be gone (all mirror sessions left): stop copying.
-            if copy.send(msg).is_err() {
+            if copy.tx.send(msg).is_err() || overflow {
                 self.copy = None;
             }
         }
@@ -221,11 +239,13 @@ impl ConnInfo {
 
 /// Starts copying a connection's client data to the mirror sessions; returns the sender a
 /// [`Tee`] feeds, or `None` without mirrors.
-fn start_mirrors(info: ConnInfo, mirrors: Vec<SessionTx>) -> Option<mpsc::UnboundedSender<TeeMsg>> {
+fn start_mirrors(info: ConnInfo, mirrors: Vec<SessionTx>) -> Option<MirrorTx> {
     if mirrors.is_empty() {
         return None;
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<TeeMsg>();
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let queued = backlog.clone();
     tokio::spawn(async move {
         let mut live = Vec::with_capacity(mirrors.len());
         for m in mirrors {
@@ -234,13 +254,23 @@ fn start_mirrors(info: ConnInfo, mirrors: Vec<SessionTx>) -> Option<mpsc::Unboun
             }
         }
         let conn_id = info.conn_id;
+        let mut error = None;
         while let Some(msg) = rx.recv().await {
             let msg = match msg {
-                TeeMsg::Data(data) => StreamMessage::Data {
-                    conn_id,
-                    data: data.to_vec().into(),
-                },
+                TeeMsg::Data(data) => {
+                    queued.fetch_sub(data.len(), Ordering::Relaxed);
+                    StreamMessage::Data {
+                        conn_id,
+                        data: data.to_vec().into(),
+                    }
+                }
                 TeeMsg::Eof => StreamMessage::Eof { conn_id },
+                TeeMsg::Overflow => {
+                    error = Some(format!(
+                        "mirror sessions fell more than {MIRROR_BACKLOG} bytes behind; copy stopped"
+                    ));
+                    break;
+                }
             };
             let mut still = Vec::with_capacity(live.len());
             for m in live {
@@ -257,12 +287,12 @@ fn start_mirrors(info: ConnInfo, mirrors: Vec<SessionTx>) -> Option<mpsc::Unboun
         for m in live {
             m.send(AgentMessage::Stream(StreamMessage::Close {
                 conn_id,
-                error: None,
+                error: error.clone(),
             }))
             .await;
         }
     });
-    Some(tx)
+    Some(MirrorTx { tx, backlog })
 }
 
 /// Handles one connection accepted on the redirect listener of `port`.

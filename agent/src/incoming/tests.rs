@@ -408,3 +408,53 @@ async fn filtered_steals_split_a_keep_alive_connection() {
         "pod GET /a"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_mirror_never_slows_the_connection() {
+    let net = Net::new();
+    echo_server(net.listen_in_pod(7001).await);
+    let inc = incoming(&net).await;
+    // A mirror session that reads nothing until the transfer is over.
+    let (tx, mut rx) = mpsc::channel(1);
+    inc.subscribe(1, 7001, IncomingMode::Mirror, None, tx)
+        .await
+        .unwrap();
+    let client = net.connect(7001).await;
+    let (mut r, mut w) = client.into_split();
+    const LEN: usize = 24 * 1024 * 1024;
+    let writer = tokio::spawn(async move {
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..LEN / chunk.len() {
+            w.write_all(&chunk).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+    });
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+    })
+    .await
+    .expect("echo done while the mirror is stuck");
+    writer.await.unwrap();
+    assert_eq!(got, LEN);
+    // The mirror lost the connection with a reason instead of buffering it all.
+    let mut copied = 0;
+    loop {
+        match next_event(&mut rx).await {
+            AgentMessage::Stream(StreamMessage::Data { data, .. }) => copied += data.len(),
+            AgentMessage::Stream(StreamMessage::Close { error, .. }) => {
+                assert!(error.unwrap().contains("fell more than"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(copied < LEN, "{copied}");
+}
