@@ -19,11 +19,14 @@ use tether_protocol::agent::{
 };
 use tether_protocol::codec::FrameCodec;
 use tether_protocol::incoming::{IncomingRequest, IncomingResponse};
-use tether_protocol::{AgentError, PROTOCOL_VERSION, RequestId, is_agent_conn_id, negotiate};
+use tether_protocol::{
+    AgentError, CodecError, PROTOCOL_VERSION, RemoteError, RequestId, is_agent_conn_id, negotiate,
+};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::errors::{OpError, OpResult};
 use crate::files::FileTable;
@@ -39,7 +42,12 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages queued towards the daemon before producers wait (backpressure on the link).
 const TO_DAEMON_CAPACITY: usize = 256;
 
-type Link = Framed<TcpStream, FrameCodec<AgentMessage, ClientMessage>>;
+type Codec = FrameCodec<AgentMessage, ClientMessage>;
+/// Reading half of the link. The halves are framed separately (not `Framed::split`) so that a
+/// message the codec rejects fails its own `feed`, where the writer can still tell which it was.
+type Frames = FramedRead<OwnedReadHalf, Codec>;
+/// Writing half of the link.
+type Sink = FramedWrite<OwnedWriteHalf, Codec>;
 
 /// Runs a session on an accepted connection until it ends.
 pub async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -53,10 +61,12 @@ pub async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
         tracing::debug!(%peer, "cannot enable TCP keepalive: {e}");
     }
-    let mut link: Link = Framed::new(stream, FrameCodec::new());
+    let (rd, wr) = stream.into_split();
+    let mut frames = Frames::new(rd, Codec::new());
+    let mut sink = Sink::new(wr, Codec::new());
     // Frames up to this size are batched before the writer flushes.
-    link.set_backpressure_boundary(256 * 1024);
-    let Some(client) = handshake(&shared, &mut link, peer).await else {
+    sink.set_backpressure_boundary(256 * 1024);
+    let Some(client) = handshake(&shared, &mut frames, &mut sink, peer).await else {
         return;
     };
     let guard = shared.begin_session();
@@ -69,7 +79,6 @@ pub async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         version = client.version,
         "session started"
     );
-    let (sink, mut frames) = link.split();
     let (to_daemon, from_session) = mpsc::channel::<AgentMessage>(TO_DAEMON_CAPACITY);
     let writer = tokio::spawn(write_loop(sink, from_session));
     let session = Session {
@@ -116,8 +125,13 @@ struct ClientInfo {
 }
 
 /// Reads the hello, answers it, or refuses and closes.
-async fn handshake(shared: &Shared, link: &mut Link, peer: SocketAddr) -> Option<ClientInfo> {
-    let first = match tokio::time::timeout(HELLO_TIMEOUT, link.next()).await {
+async fn handshake(
+    shared: &Shared,
+    frames: &mut Frames,
+    link: &mut Sink,
+    peer: SocketAddr,
+) -> Option<ClientInfo> {
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await {
         Err(_) => {
             tracing::warn!(%peer, "refused connection: no hello within {HELLO_TIMEOUT:?}");
             return None;
@@ -194,18 +208,13 @@ fn message_kind(msg: &ClientMessage) -> &'static str {
 
 /// Drains the queue into the link, flushing only when the queue is empty so bursts share
 /// syscalls.
-async fn write_loop(
-    mut sink: futures::stream::SplitSink<Link, AgentMessage>,
-    mut queue: mpsc::Receiver<AgentMessage>,
-) {
+async fn write_loop(mut sink: Sink, mut queue: mpsc::Receiver<AgentMessage>) {
     while let Some(msg) = queue.recv().await {
-        if let Err(e) = sink.feed(msg).await {
-            tracing::warn!("cannot write to the daemon: {e}");
+        if feed(&mut sink, msg).await.is_err() {
             return;
         }
         while let Ok(msg) = queue.try_recv() {
-            if let Err(e) = sink.feed(msg).await {
-                tracing::warn!("cannot write to the daemon: {e}");
+            if feed(&mut sink, msg).await.is_err() {
                 return;
             }
         }
@@ -215,6 +224,43 @@ async fn write_loop(
         }
     }
     let _ = sink.close().await;
+}
+
+/// Queues one message. A message over the frame limit (a huge directory listing, say) must not
+/// end the session: an answer is replaced by `EOVERFLOW` for its request, anything else by a
+/// warning. The codec leaves nothing of a rejected frame in the buffer.
+async fn feed(sink: &mut Sink, msg: AgentMessage) -> Result<(), ()> {
+    let answer_to = match &msg {
+        AgentMessage::Response { id, .. } | AgentMessage::Failed { id, .. } => Some(*id),
+        _ => None,
+    };
+    let e = match sink.feed(msg).await {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let CodecError::FrameTooLarge { len, max } = e else {
+        tracing::warn!("cannot write to the daemon: {e}");
+        return Err(());
+    };
+    tracing::warn!(
+        ?answer_to,
+        "dropped a message of {len} bytes: over the {max}-byte frame limit"
+    );
+    let replacement = match answer_to {
+        Some(id) => AgentMessage::Response {
+            id,
+            result: Err(RemoteError::new(
+                libc::EOVERFLOW,
+                format!("the answer ({len} bytes) exceeds the {max}-byte frame limit"),
+            )),
+        },
+        None => AgentMessage::Warning(format!(
+            "the agent dropped a message of {len} bytes: over the {max}-byte frame limit"
+        )),
+    };
+    sink.feed(replacement).await.map_err(|e| {
+        tracing::warn!("cannot write to the daemon: {e}");
+    })
 }
 
 struct Session {

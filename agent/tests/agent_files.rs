@@ -554,3 +554,29 @@ async fn paths_never_escape_the_pod_root() {
     );
     std::fs::remove_file(&outside).unwrap();
 }
+
+#[tokio::test]
+async fn an_answer_over_the_frame_limit_is_an_error_not_a_dead_session() {
+    let net = Net::up("huge");
+    let pod = sleeper(&net, "web", &[]);
+    // ~70k entries of 250-byte names: a listing of about 18 MB, over the 16 MiB frame limit.
+    let dir = pod.root.path().join("data/huge");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..70_000 {
+        std::fs::File::create(dir.join(format!("{i:0>250}"))).unwrap();
+    }
+    let agent = Agent::start(pod.pid(), &[]).await;
+    let mut c = agent.client().await;
+    let err = c
+        .file(F::ReadDir {
+            path: "/data/huge".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno, libc::EOVERFLOW, "{err:?}");
+    // The session goes on.
+    assert_eq!(
+        read_whole(&mut c, "/etc/app.conf").await.unwrap(),
+        b"inside the pod\n"
+    );
+}
