@@ -53,6 +53,8 @@ mod parse;
 mod read;
 mod resolve;
 mod schema;
+#[cfg(test)]
+mod schema_check;
 mod suggest;
 mod validate;
 

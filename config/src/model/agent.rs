@@ -16,7 +16,7 @@ pub struct AgentConfig {
 
     /// Agent image, as `repo/name:tag` or `{ "registry": ..., "tag": ... }`. Unset: the image
     /// matching this tether version. Env: `TETHER_AGENT_IMAGE` (or `MIRRORD_AGENT_IMAGE`).
-    #[schemars(with = "AgentImageFile")]
+    #[schemars(with = "Option<AgentImageFile>")]
     pub image: Option<String>,
 
     /// When the agent image is pulled: `IfNotPresent`, `Always` or `Never`.
