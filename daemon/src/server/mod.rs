@@ -9,6 +9,8 @@
 //!
 //! Params are by name (an object); a one-element array holding that object is accepted too.
 //! Errors follow [`error`]: `code`, one-line `message`, `data: { kind, target, hint }`.
+//!
+#![doc = include_str!("API.md")]
 
 pub mod api;
 pub mod auth;
