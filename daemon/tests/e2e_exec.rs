@@ -337,3 +337,74 @@ fn filtered_steal_reaches_the_local_app_and_sigterm_is_forwarded() {
     let status = tether.wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
 }
+
+#[test]
+fn agent_death_makes_remote_calls_fail_fast() {
+    let cluster = TestCluster::new("exec-death").unwrap();
+    let pod = pod(&cluster);
+    let mut agent = start_agent(&pod);
+    let cwd = tempfile::tempdir().unwrap();
+    let marker = cwd.path().join("first-read-done");
+    // Reads a remote file until that fails, then tries a remote connect; reports both errors.
+    let script = format!(
+        r#"
+import errno, os, socket, sys, time
+open('/app/data.txt').read()
+open('{marker}', 'w').close()
+deadline = time.time() + 30
+while time.time() < deadline:
+    try:
+        open('/app/data.txt').read()
+    except OSError as e:
+        t = time.time()
+        print('read failed', errno.errorcode.get(e.errno, e.errno))
+        break
+    time.sleep(0.05)
+else:
+    sys.exit('reads kept working')
+try:
+    socket.create_connection(('{ip}', 8080), timeout=10)
+    print('connect worked')
+except OSError as e:
+    print('connect failed', errno.errorcode.get(e.errno, e.errno), round(time.time() - t, 1))
+"#,
+        marker = marker.display(),
+        ip = pod.ip()
+    );
+    let tether = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args([
+            "exec",
+            "--agent",
+            &agent.addr,
+            "--",
+            "python3",
+            "-c",
+            &script,
+        ])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(marker.exists(), "the first remote read never finished");
+    let killed = std::time::Instant::now();
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let out = tether.wait_with_output().unwrap();
+    let s = stdout(&out);
+    eprintln!("{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        killed.elapsed() < std::time::Duration::from_secs(8),
+        "took {:?}",
+        killed.elapsed()
+    );
+    assert!(s.contains("read failed"), "{s}");
+    assert!(s.contains("connect failed"), "{s}");
+    assert_eq!(out.status.code(), Some(0));
+}
