@@ -79,7 +79,7 @@ pub use crate::{
     node::Format,
     overrides::{ENV_VARS, EnvMap, EnvVar, Overrides},
     resolve::{ConfigSource, MIRRORD_FILES, TETHER_FILES, project_dir, resolve_config_path},
-    schema::{KeyInfo, key_info, keys_under, schema, schema_json},
+    schema::{KeyInfo, key_at, key_info, keys_under, schema, schema_json},
 };
 
 /// A valid config and the warnings found while reading it.

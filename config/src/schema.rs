@@ -136,6 +136,36 @@ fn describe(root: &Value, prop: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The dotted path of the key at `pos` in `text` (for hover), e.g.
+/// `feature.network.incoming.mode` when the cursor is on `mode`. `None` when the text does not
+/// parse or no key is there.
+pub fn key_at(text: &str, format: crate::Format, pos: crate::Pos) -> Option<String> {
+    let root = crate::parse::parse(text, format).ok()?;
+    find_key(&root, "", pos)
+}
+
+fn find_key(node: &crate::node::Node, path: &str, pos: crate::Pos) -> Option<String> {
+    use crate::node::Value as N;
+    match &node.value {
+        N::Object(entries) => entries.iter().find_map(|(k, v)| {
+            let child = crate::cx::join(path, &k.name);
+            // Quoted keys take two more columns; being generous there costs nothing.
+            let width = k.name.chars().count() as u32 + 2;
+            if k.pos.line == pos.line && (k.pos.column..k.pos.column + width).contains(&pos.column)
+            {
+                Some(child)
+            } else {
+                find_key(v, &child, pos)
+            }
+        }),
+        N::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_key(v, &format!("{path}[{i}]"), pos)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +217,37 @@ mod tests {
         assert_eq!(
             path,
             ["container", "deployment", "pod", "rollout", "statefulset"]
+        );
+    }
+
+    #[test]
+    fn key_under_the_cursor() {
+        use crate::{Format, Pos};
+        let toml = "[feature.network]\nincoming = { mode = \"steal\" }\n";
+        assert_eq!(
+            key_at(toml, Format::Toml, Pos::new(2, 3)).as_deref(),
+            Some("feature.network.incoming")
+        );
+        assert_eq!(
+            key_at(toml, Format::Toml, Pos::new(2, 16)).as_deref(),
+            Some("feature.network.incoming.mode")
+        );
+        let yaml = "agent:\n  tolerations:\n    - operator: Exists\n";
+        assert_eq!(
+            key_at(yaml, Format::Yaml, Pos::new(3, 8)).as_deref(),
+            Some("agent.tolerations[0].operator")
+        );
+        let json = "{\"target\": \"pod/a\"}";
+        assert_eq!(
+            key_at(json, Format::Json, Pos::new(1, 4)).as_deref(),
+            Some("target")
+        );
+        assert_eq!(key_at(json, Format::Json, Pos::new(1, 15)), None);
+        assert!(
+            key_info("agent.tolerations[0].operator")
+                .unwrap()
+                .description
+                .is_some()
         );
     }
 }
