@@ -123,7 +123,12 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 impl HttpConn {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let matched = {
+        // The protocol carries whole requests and responses, not upgraded streams: an upgrade
+        // (WebSocket) always goes to the original server.
+        let upgrade = req.version() != Version::HTTP_2 && req.headers().contains_key(UPGRADE);
+        let matched = if upgrade {
+            None
+        } else {
             let subs = self.live.read().expect("subscribers lock");
             subs.filtered
                 .iter()

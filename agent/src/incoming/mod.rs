@@ -29,6 +29,16 @@
 //!
 //! The chain is removed by the [`guard`] process once the agent is gone, and chains of dead agents
 //! are removed when an agent starts.
+//!
+//! # Limits
+//! - IPv4 only (no ip6tables rules, the listener is `0.0.0.0`).
+//! - The original server sees passed-through connections coming from the pod's own address, not
+//!   from the client (REDIRECT, not TPROXY).
+//! - Two agents on one pod keep separate chains and never remove each other's rules, but on a port
+//!   both subscribe only the agent hooked last sees the traffic: its pass-through connections carry
+//!   the bypass mark every tether chain skips.
+//! - A stolen HTTP request and its response travel whole, in one frame each (bodies up to
+//!   15 MiB); HTTP upgrades (WebSocket) are passed through, never stolen by a filter.
 
 mod conn;
 mod filter;

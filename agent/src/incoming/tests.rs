@@ -458,3 +458,61 @@ async fn a_slow_mirror_never_slows_the_connection() {
     }
     assert!(copied < LEN, "{copied}");
 }
+
+/// The pod's server that switches `Upgrade: echo` requests to a byte echo.
+fn upgrade_echo_server(listener: TcpListener) {
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|mut req: Request<Body>| async move {
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(up) = on.await {
+                            let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                        }
+                    });
+                    let resp = Response::builder()
+                        .status(101)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "echo")
+                        .body(Full::<Bytes>::default())
+                        .unwrap();
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_pass_through_a_filtered_port() {
+    let net = Net::new();
+    upgrade_echo_server(net.listen_in_pod(8082).await);
+    let inc = Arc::new(incoming(&net).await);
+    let s1 = answering_session(inc.clone(), 1, "alice");
+    let filter = HttpFilter::Header("^x-user: alice$".into());
+    inc.subscribe(1, 8082, IncomingMode::Steal, Some(filter), s1)
+        .await
+        .unwrap();
+    let mut c = net.connect(8082).await;
+    c.write_all(b"GET /ws HTTP/1.1\r\nhost: pod\r\nconnection: upgrade\r\nupgrade: echo\r\nx-user: alice\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(c.read(&mut b).await.unwrap(), 1, "{head:?}");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    c.write_all(b"over the upgrade").await.unwrap();
+    let mut buf = [0u8; 16];
+    c.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"over the upgrade");
+}
