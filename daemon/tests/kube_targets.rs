@@ -258,3 +258,29 @@ async fn rollouts_are_listed_where_the_crd_exists() {
     assert_eq!(t["containers"][0]["name"], json!("app"));
     assert_eq!(t["ports"][0]["port"], json!(8080));
 }
+
+#[tokio::test]
+async fn an_edited_kubeconfig_gets_a_new_client() {
+    let a = FakeKube::start().await;
+    let b = FakeKube::start().await;
+    a.forbid("namespaces");
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::copy(&a.kubeconfig, &kc).unwrap();
+    let m = rpc_module(support::state(vec![kc.clone()]));
+    let r = rpc(&m, "kube.namespaces", json!({})).await.unwrap();
+    assert_eq!(
+        r["warnings"].as_array().unwrap().len(),
+        1,
+        "cluster a forbids: {r}"
+    );
+    // Same file, same context name, another server.
+    std::fs::copy(&b.kubeconfig, &kc).unwrap();
+    let r = rpc(&m, "kube.namespaces", json!({})).await.unwrap();
+    assert_eq!(r["warnings"], json!([]), "cluster b answers: {r}");
+    assert!(
+        b.requests()
+            .iter()
+            .any(|r| r.starts_with("/api/v1/namespaces"))
+    );
+}

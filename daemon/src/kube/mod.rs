@@ -48,10 +48,14 @@ pub struct KubeTarget {
     pub namespace: String,
 }
 
+/// (kubeconfig file, context name, the context's entries as JSON): an edited kubeconfig (another
+/// server, a rotated token) gets a new client instead of a stale one.
+type ClientKey = (Option<PathBuf>, String, String);
+
 /// Clients per (kubeconfig file, context), built on first use.
 pub struct KubeManager {
     source: KubeconfigSource,
-    clients: Mutex<HashMap<(Option<PathBuf>, String), KubeTarget>>,
+    clients: Mutex<HashMap<ClientKey, KubeTarget>>,
 }
 
 impl std::fmt::Debug for KubeManager {
@@ -153,7 +157,11 @@ impl KubeManager {
                 format!("known contexts: {}", known.join(", "))
             }));
         }
-        let key = (explicit.map(Path::to_owned), name.clone());
+        let key = (
+            explicit.map(Path::to_owned),
+            name.clone(),
+            fingerprint(&kc, &name),
+        );
         if let Some(t) = self
             .clients
             .lock()
@@ -237,6 +245,17 @@ impl KubeManager {
             warnings,
         })
     }
+}
+
+/// The context's own entries (context, cluster, user) as JSON, to notice kubeconfig edits.
+fn fingerprint(kc: &Kubeconfig, context: &str) -> String {
+    let ctx = kc.contexts.iter().find(|c| c.name == context);
+    let inner = ctx.and_then(|c| c.context.as_ref());
+    let cluster = inner.and_then(|i| kc.clusters.iter().find(|c| c.name == i.cluster));
+    let user = inner
+        .and_then(|i| i.user.as_deref())
+        .and_then(|u| kc.auth_infos.iter().find(|a| a.name == u));
+    serde_json::to_string(&(ctx, cluster, user)).unwrap_or_default()
 }
 
 /// The error for an API call that did not finish in time.
