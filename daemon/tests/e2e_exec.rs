@@ -408,3 +408,28 @@ except OSError as e:
     assert!(s.contains("connect failed"), "{s}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn session_lasts_until_the_whole_process_tree_is_gone() {
+    let cluster = TestCluster::new("exec-tree").unwrap();
+    let pod = pod(&cluster);
+    let agent = start_agent(&pod);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("late.txt");
+    let started = std::time::Instant::now();
+    // The child exits at once; its background grandchild still needs the session a second later.
+    let o = tether_exec(
+        &agent,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "(sleep 1; cat /app/data.txt > {}) </dev/null >/dev/null 2>&1 & exit 0",
+                out.display()
+            ),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "remote payload\n");
+}

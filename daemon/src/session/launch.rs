@@ -347,8 +347,18 @@ pub async fn exec(opts: ExecOptions) -> Result<i32, LaunchError> {
         cause,
     })?;
     let code = wait_forwarding_signals(&mut child).await;
-    // The child's own children may still be connected; the session ends when they are gone.
-    session.wait_idle(opts.linger).await;
+    // The child's own children may still be connected; the session ends when they are gone, or
+    // when the user asks tether itself to stop.
+    if session.connections() > 0 {
+        tracing::info!(
+            "the command exited; waiting for its {} remaining layer connection(s)",
+            session.connections()
+        );
+    }
+    tokio::select! {
+        _ = session.wait_idle(opts.linger) => {}
+        _ = stop_requested() => tracing::info!("stopping the session on request"),
+    }
     session.shutdown().await;
     Ok(code)
 }
@@ -393,6 +403,24 @@ pub async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> i32 {
             tracing::error!("waiting for the command failed: {e}");
             1
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (tokio keeps its handlers installed once registered, so without
+/// this a lingering session would ignore Ctrl-C).
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }
 
