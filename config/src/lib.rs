@@ -135,7 +135,13 @@ pub fn verify_str(
             finish(cx, Some(cfg), file, env, overrides)
         }
         Err(e) => {
-            cx.error(e.pos, "", e.message, None);
+            // mirrord renders configs with Tera first; tether does not.
+            let help = (text.contains("{{") || text.contains("{%")).then(|| {
+                "tether does not render mirrord's Tera templates (`{{ ... }}`); set values with \
+                 TETHER_* variables such as TETHER_TARGET instead"
+                    .to_owned()
+            });
+            cx.error(e.pos, "", e.message, help);
             let (errors, warnings) = split(cx.diags);
             Err(ConfigErrors { errors, warnings })
         }
