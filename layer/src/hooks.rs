@@ -866,7 +866,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssiz
         // SAFETY: forwarded.
         return unsafe { real::readv(fd, iov, cnt) };
     }
-    detour!(-1, unsafe { files::readv(fd, iov, cnt) }, unsafe {
+    detour!(-1, unsafe { files::readv(fd, iov, cnt, None) }, unsafe {
         real::readv(fd, iov, cnt)
     })
 }
@@ -877,7 +877,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
         // SAFETY: forwarded.
         return unsafe { real::writev(fd, iov, cnt) };
     }
-    detour!(-1, unsafe { files::writev(fd, iov, cnt) }, unsafe {
+    detour!(-1, unsafe { files::writev(fd, iov, cnt, None) }, unsafe {
         real::writev(fd, iov, cnt)
     })
 }
@@ -902,6 +902,113 @@ pub unsafe extern "C" fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off6
     detour!(-1, files::lseek(fd, off, whence), unsafe {
         real::lseek64(fd, off, whence)
     })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn preadv(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t) -> ssize_t {
+    if !remote(fd) {
+        // SAFETY: forwarded.
+        return unsafe { real::preadv(fd, iov, cnt, off) };
+    }
+    detour!(
+        -1,
+        unsafe { files::readv(fd, iov, cnt, Some(off)) },
+        unsafe { real::preadv(fd, iov, cnt, off) }
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn preadv64(
+    fd: c_int,
+    iov: *const iovec,
+    cnt: c_int,
+    off: off64_t,
+) -> ssize_t {
+    if !remote(fd) {
+        // SAFETY: forwarded.
+        return unsafe { real::preadv64(fd, iov, cnt, off) };
+    }
+    detour!(
+        -1,
+        unsafe { files::readv(fd, iov, cnt, Some(off)) },
+        unsafe { real::preadv64(fd, iov, cnt, off) }
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t) -> ssize_t {
+    if !remote(fd) {
+        // SAFETY: forwarded.
+        return unsafe { real::pwritev(fd, iov, cnt, off) };
+    }
+    detour!(
+        -1,
+        unsafe { files::writev(fd, iov, cnt, Some(off)) },
+        unsafe { real::pwritev(fd, iov, cnt, off) }
+    )
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pwritev64(
+    fd: c_int,
+    iov: *const iovec,
+    cnt: c_int,
+    off: off64_t,
+) -> ssize_t {
+    if !remote(fd) {
+        // SAFETY: forwarded.
+        return unsafe { real::pwritev64(fd, iov, cnt, off) };
+    }
+    detour!(
+        -1,
+        unsafe { files::writev(fd, iov, cnt, Some(off)) },
+        unsafe { real::pwritev64(fd, iov, cnt, off) }
+    )
+}
+
+// In-kernel copies cannot see a remote handle behind its placeholder: refuse with EINVAL, on
+// which callers (coreutils, Python's shutil, libuv) fall back to read/write, which are hooked.
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn copy_file_range(
+    fd_in: c_int,
+    off_in: *mut off64_t,
+    fd_out: c_int,
+    off_out: *mut off64_t,
+    len: size_t,
+    flags: c_uint,
+) -> ssize_t {
+    if remote(fd_in) || remote(fd_out) {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: forwarded.
+    unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendfile(out: c_int, fd_in: c_int, off: *mut off_t, n: size_t) -> ssize_t {
+    if remote(fd_in) || remote(out) {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: forwarded.
+    unsafe { real::sendfile(out, fd_in, off, n) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendfile64(
+    out: c_int,
+    fd_in: c_int,
+    off: *mut off64_t,
+    n: size_t,
+) -> ssize_t {
+    if remote(fd_in) || remote(out) {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: forwarded.
+    unsafe { real::sendfile64(out, fd_in, off, n) }
 }
 
 /// Forgets a faked fd before it is closed or replaced.

@@ -141,6 +141,13 @@ reals! {
     fn pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> ssize_t;
     fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
     fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t;
+    fn preadv64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t;
+    fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t;
+    fn pwritev64(fd: c_int, iov: *const iovec, n: c_int, off: off64_t) -> ssize_t;
+    fn copy_file_range(fd_in: c_int, off_in: *mut off64_t, fd_out: c_int, off_out: *mut off64_t, len: size_t, flags: c_uint) -> ssize_t;
+    fn sendfile(out: c_int, fd_in: c_int, off: *mut off_t, n: size_t) -> ssize_t;
+    fn sendfile64(out: c_int, fd_in: c_int, off: *mut off64_t, n: size_t) -> ssize_t;
     fn lseek(fd: c_int, off: off_t, whence: c_int) -> off_t;
     fn lseek64(fd: c_int, off: off64_t, whence: c_int) -> off64_t;
     fn close(fd: c_int) -> c_int;

@@ -221,9 +221,16 @@ fs.promises.readFile("/remote/hello.txt", "utf8").then((t) => {
 fn shell_pipelines_and_env_i_children_stay_in_the_session() {
     let session = FakeSession::start(policy());
     let mut cmd = session.command("sh");
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    // The big file is a remote handle: cat's copy_file_range to a regular file is refused and
+    // cat falls back to (hooked) reads.
     cmd.args([
         "-c",
-        "cat /remote/hello.txt | tr a-z A-Z; env -i /bin/cat /remote/hello.txt; ls /remote/dir",
+        &format!(
+            "cat /remote/hello.txt | tr a-z A-Z; env -i /bin/cat /remote/hello.txt; \
+             ls /remote/dir; cat /remote/big.bin > {}",
+            out_file.path().display()
+        ),
     ]);
     let out = run(cmd);
     let text = stdout(&out);
@@ -231,6 +238,9 @@ fn shell_pipelines_and_env_i_children_stay_in_the_session() {
     assert!(text.contains(&HELLO.to_uppercase()), "{text}");
     assert_eq!(text.matches(HELLO).count(), 1, "{text}");
     assert!(text.contains("a.txt\nb.txt\n"), "{text}");
+    let big = std::fs::read(out_file.path()).unwrap();
+    assert_eq!(big.len(), 9 * 1024 * 1024);
+    assert!(big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
 }
 
 #[test]

@@ -312,21 +312,35 @@ pub unsafe fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> 
     })))
 }
 
-/// `readv` on a remote handle: one read, scattered.
+/// `readv` (`off` = None) or `preadv` on a remote handle: one read, scattered.
 ///
 /// # Safety
 /// `iov` holds `cnt` valid iovecs.
-pub unsafe fn readv(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> Detour<ssize_t> {
+pub unsafe fn readv(
+    fd: c_int,
+    iov: *const libc::iovec,
+    cnt: c_int,
+    off: Option<off64_t>,
+) -> Detour<ssize_t> {
     let Some(h) = handle_of(fd) else {
         return Detour::Bypass;
     };
     // SAFETY: the caller's iovec array.
     let iovs = unsafe { std::slice::from_raw_parts(iov, cnt.max(0) as usize) };
     let total: usize = iovs.iter().map(|v| v.iov_len).sum();
-    let data = match file_op(FileRequest::Read {
-        fd: h,
-        len: total as u64,
-    }) {
+    let req = match off {
+        None => FileRequest::Read {
+            fd: h,
+            len: total as u64,
+        },
+        Some(o) if o >= 0 => FileRequest::ReadAt {
+            fd: h,
+            offset: o as u64,
+            len: total as u64,
+        },
+        Some(_) => return Detour::Fail(libc::EINVAL),
+    };
+    let data = match file_op(req) {
         Ok(FileResponse::Data(d)) => d,
         Ok(other) => return Detour::from_result(unexpected(other)),
         Err(e) => return Detour::Fail(e),
@@ -346,11 +360,16 @@ pub unsafe fn readv(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> Detour<ss
     Detour::Done(done as ssize_t)
 }
 
-/// `writev` on a remote handle: gathered into one write.
+/// `writev` (`off` = None) or `pwritev` on a remote handle: gathered into one write.
 ///
 /// # Safety
 /// `iov` holds `cnt` valid iovecs.
-pub unsafe fn writev(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> Detour<ssize_t> {
+pub unsafe fn writev(
+    fd: c_int,
+    iov: *const libc::iovec,
+    cnt: c_int,
+    off: Option<off64_t>,
+) -> Detour<ssize_t> {
     let Some(h) = handle_of(fd) else {
         return Detour::Bypass;
     };
@@ -363,10 +382,19 @@ pub unsafe fn writev(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> Detour<s
             std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len)
         });
     }
-    Detour::from_result(written(file_op(FileRequest::Write {
-        fd: h,
-        data: data.into(),
-    })))
+    let req = match off {
+        None => FileRequest::Write {
+            fd: h,
+            data: data.into(),
+        },
+        Some(o) if o >= 0 => FileRequest::WriteAt {
+            fd: h,
+            offset: o as u64,
+            data: data.into(),
+        },
+        Some(_) => return Detour::Fail(libc::EINVAL),
+    };
+    Detour::from_result(written(file_op(req)))
 }
 
 /// `lseek` on a remote handle.
