@@ -67,8 +67,10 @@ if grep -qx "GREETING=hello-from-configmap" <<<"$envs" && grep -qx "API_TOKEN=s3
 else
   bad "env via state file" "state=$state pid=$pid env=$(head -c 300 <<<"$envs")"
 fi
-if [[ -n "$pid" && "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" && "$(readlink "/proc/$pid/root")" == / ]]; then
-  ok "container runs in its own network namespace and chroot"
+if [[ -n "$pid" && "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" &&
+  "$(readlink "/proc/$pid/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" &&
+  "$(readlink "/proc/$pid/root")" == "$TETHER_CLUSTER_DIR"/pods/*/roots/http-echo ]]; then
+  ok "container runs in its own network and mount namespace, chrooted to its root"
 else
   bad "container namespaces" "pid=$pid"
 fi
