@@ -144,7 +144,12 @@ fn build_network(info: &mut NetworkInfo, testsrv: &Path) -> Result<()> {
         Some(&info.netns),
         &[
             "link set lo up".into(),
-            format!("link add {BRIDGE} type bridge"),
+            // A fixed MAC: by default a bridge takes the lowest MAC of its ports, so it would change
+            // under the pods' ARP caches as sandboxes come and go (seconds of lost packets).
+            format!(
+                "link add {BRIDGE} address 02:74:74:{:02x}:00:01 type bridge",
+                info.index
+            ),
             format!("addr add {}/24 dev {BRIDGE}", info.gateway),
             format!("link set {BRIDGE} up"),
         ],
@@ -297,6 +302,21 @@ pub fn network_info(name: &str) -> Result<NetworkInfo> {
         name: name.to_string(),
         help: "create it with `tether-testnet network up NAME`".into(),
     })
+}
+
+/// All registered networks (any owner), by name.
+pub fn network_list() -> Result<Vec<NetworkInfo>> {
+    let _lock = Lock::acquire()?;
+    Ok(state::network_names()
+        .iter()
+        .filter_map(|n| state::load_network(n).ok().flatten())
+        .collect())
+}
+
+/// Sandboxes of a network.
+pub fn sandbox_list(network: &str) -> Result<Vec<SandboxInfo>> {
+    let _lock = Lock::acquire()?;
+    Ok(state::sandboxes_of(network))
 }
 
 /// Info of a registered sandbox.

@@ -143,6 +143,16 @@ fn network_sandbox_run_exec_service_dns_roundtrip() {
     );
     let list = netns_list();
     assert!(list.contains(a["netns"].as_str().unwrap()), "{list}");
+    let nets = json(&["network", "list"]);
+    assert!(
+        nets.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == name.as_str()),
+        "{nets}"
+    );
+    let sbs = json(&["sandbox", "list", "--network", &name]);
+    assert_eq!(sbs.as_array().unwrap().len(), 2, "{sbs}");
 
     // `run` becomes the container process: its pid is the child's pid.
     let root = temp_root("a");

@@ -70,6 +70,8 @@ enum NetworkCmd {
         /// Network name.
         name: String,
     },
+    /// Print all networks (a JSON array).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +102,12 @@ enum SandboxCmd {
         /// Sandbox name.
         #[arg(long)]
         name: String,
+    },
+    /// Print the sandboxes of a network (a JSON array).
+    List {
+        /// Network.
+        #[arg(long)]
+        network: String,
     },
 }
 
@@ -253,6 +261,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             name: &name,
         }),
         Cmd::Network(NetworkCmd::Show { name }) => print(&net::network_info(&name)?),
+        Cmd::Network(NetworkCmd::List) => print(&net::network_list()?),
         Cmd::Sandbox(SandboxCmd::Create {
             network,
             name,
@@ -270,6 +279,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             name: &name,
         }),
         Cmd::Sandbox(SandboxCmd::Show { name }) => print(&net::sandbox_info(&name)?),
+        Cmd::Sandbox(SandboxCmd::List { network }) => print(&net::sandbox_list(&network)?),
         Cmd::Run(args) => run(args),
         Cmd::Exec(args) => exec(args),
         Cmd::Service(ServiceCmd::Add {
