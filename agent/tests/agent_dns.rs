@@ -39,6 +39,8 @@ async fn pod_names_search_list_hosts_and_reverse() {
     let gw = pod.sandbox.gateway.octets();
     let db_ip = IpAddr::from([gw[0], gw[1], gw[2], 77]);
     net::dns_add(net.name(), "db.pods.test", db_ip).unwrap();
+    let v6: IpAddr = "fd00:7e57::5".parse().unwrap();
+    net::dns_add(net.name(), "six.pods.test", v6).unwrap();
     let svc = net::service_add(net.name(), "backend", None, 80, pod.sandbox.ip, 8080).unwrap();
     // A hosts-file-only name, in the pod's bind-mounted /etc/hosts.
     std::fs::OpenOptions::new()
@@ -94,6 +96,20 @@ async fn pod_names_search_list_hosts_and_reverse() {
         libc::ENOENT
     );
 
+    // AAAA records.
+    assert_eq!(
+        lookup(&mut c, "six", Family::V6).await.unwrap(),
+        ("six.pods.test".to_string(), vec![v6])
+    );
+    assert_eq!(
+        lookup(&mut c, "six", Family::Any).await.unwrap().1,
+        vec![v6]
+    );
+    assert_eq!(
+        lookup(&mut c, "six", Family::V4).await.unwrap_err().errno,
+        libc::ENOENT
+    );
+
     // Reverse lookups (PTR from the pod's DNS server).
     let reverse = |addr: IpAddr| Request::Dns(DnsRequest::Reverse { addr });
     assert_eq!(
@@ -103,6 +119,10 @@ async fn pod_names_search_list_hosts_and_reverse() {
     assert_eq!(
         c.call(reverse(IpAddr::V4(svc.ip))).await.unwrap(),
         Response::Dns(DnsResponse::Name("backend.cluster.test".into()))
+    );
+    assert_eq!(
+        c.call(reverse(v6)).await.unwrap(),
+        Response::Dns(DnsResponse::Name("six.pods.test".into()))
     );
     let unknown = IpAddr::from([gw[0], gw[1], gw[2], 199]);
     assert_eq!(
