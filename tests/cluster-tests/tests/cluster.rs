@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, ListParams, LogParams, PostParams};
 use tether_cluster_tests::{Cluster, cluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
