@@ -63,10 +63,6 @@ const TABLE: &[(&str, Unsupported)] = &[
         Feature("use `port_mapping` ([[local, remote]]) instead"),
     ),
     (
-        "feature.network.incoming.http_header_filter",
-        Feature("use `http_filter.header_filter` instead"),
-    ),
-    (
         "feature.network.incoming.http_filter.header_filter_jq",
         Feature("use `header_filter`, `path_filter` or `method_filter`"),
     ),

@@ -734,6 +734,37 @@ fn read_incoming(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<IncomingConfig
     if let Some(v) = o.read(cx, "http_filter", read_http_filter) {
         inc.http_filter = v;
     }
+    // mirrord's older spelling: `http_header_filter: { filter, ports }`. Still applied, since
+    // ignoring it would steal whole ports instead of the filtered requests.
+    if let Some(node) = o.get(cx, "http_header_filter") {
+        let path = join(path, "http_header_filter");
+        let pos = o.key_pos("http_header_filter").unwrap_or(node.pos);
+        if o.key_pos("http_filter").is_some() {
+            cx.error(
+                pos,
+                &path,
+                format!("`{path}` cannot be used with `http_filter`"),
+                Some("move the filter into `http_filter.header_filter`".into()),
+            );
+        } else if let Some(mut f) = Obj::new(cx, node, &path, "an object with `filter` and `ports`")
+        {
+            let filter = f.read(cx, "filter", as_regex);
+            let ports = f.read(cx, "ports", as_port_list);
+            f.finish(cx);
+            if let Some(filter) = filter {
+                inc.http_filter.filter = Some(HttpFilter::Header(filter));
+            }
+            if let Some(ports) = ports {
+                inc.http_filter.ports = ports;
+            }
+            cx.warn(
+                pos,
+                &path,
+                format!("`{path}` is deprecated"),
+                Some("write `http_filter: { header_filter: ..., ports: ... }` instead".into()),
+            );
+        }
+    }
     if let Some(v) = o.read(cx, "ports", as_port_list) {
         inc.ports = Some(v);
     }

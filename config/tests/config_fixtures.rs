@@ -140,3 +140,16 @@ fn mirrord_project_loads_with_mirrord_meanings() {
     assert!(c.feature.network.incoming.filter_for(3000).is_none());
     assert_eq!(c.skip_processes, vec!["ide-debugger".to_string()]);
 }
+
+#[test]
+fn deprecated_header_filter_is_still_applied() {
+    let file = fixtures().join("valid/deprecated_header_filter.json");
+    let v = load(Some(&file), &EnvMap::new(), &Overrides::default()).unwrap();
+    let incoming = &v.config.feature.network.incoming;
+    assert_eq!(
+        incoming.filter_for(8080),
+        Some(&tether_config::HttpFilter::Header("^x-user: me$".into()))
+    );
+    assert_eq!(incoming.filter_for(80), None);
+    assert_eq!(v.warnings.len(), 1);
+}
