@@ -60,7 +60,7 @@ struct Cli {
     /// Address to serve the agent protocol on.
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
-    /// Exit after this many seconds without any session.
+    /// Exit after this many seconds without any session (0: never).
     #[arg(long, default_value_t = 60)]
     ttl: u64,
     /// Id of this agent, used in names it creates (iptables chains). Random by default.

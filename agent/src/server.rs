@@ -93,8 +93,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, ttl: Duration) {
     }
 }
 
-/// Resolves once the session count stayed at zero for `ttl`.
+/// Resolves once the session count stayed at zero for `ttl`; never for a zero `ttl`.
 async fn idle_for(mut active: watch::Receiver<usize>, ttl: Duration) {
+    if ttl.is_zero() {
+        return std::future::pending().await;
+    }
     loop {
         if active.wait_for(|n| *n == 0).await.is_err() {
             return;
