@@ -675,6 +675,17 @@ impl Pod {
         }
     }
 
+    /// Waits up to `timeout` for the main process to exit; `None` if it still runs.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        sys::wait_until(timeout, || {
+            let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+            status = guard.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            status.is_some()
+        });
+        status
+    }
+
     /// Whether the main process is still running.
     pub fn is_running(&self) -> bool {
         let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());

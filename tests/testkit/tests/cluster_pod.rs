@@ -513,7 +513,8 @@ fn a_failing_main_process_reports_its_log() {
         .start()
         .map(|p| {
             // Without a server there is no readiness wait: the process exits on its own.
-            std::thread::sleep(Duration::from_millis(300));
+            let status = p.wait_exit(Duration::from_secs(5)).unwrap();
+            assert_eq!(status.code(), Some(3));
             assert!(!p.is_running());
             p.logs()
         });
