@@ -702,3 +702,65 @@ async fn mirrored_connection_copies_to_the_app_and_drops_its_replies() {
     });
     assert!(!leaked, "a mirrored connection's reply reached the agent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_that_stops_reading_does_not_hang_senders() {
+    common::init_tracing();
+    use futures::{SinkExt, StreamExt};
+    use tether_protocol::agent::{AgentHello, TargetInfo};
+    use tether_protocol::codec::FrameCodec;
+    use tokio_util::codec::Framed;
+    // Says hello, then never reads again: the connection stays open but stops draining.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stuck = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut f = Framed::new(sock, FrameCodec::<AgentMessage, ClientMessage>::new());
+        let _hello = f.next().await;
+        f.send(AgentMessage::Hello(AgentHello {
+            protocol_version: tether_protocol::PROTOCOL_VERSION,
+            agent: "stuck".into(),
+            target: TargetInfo {
+                pid: 1,
+                hostname: "h".into(),
+            },
+        }))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(f);
+    });
+    let opts = LinkOptions {
+        ping_interval: Duration::from_millis(50),
+        dead_after: Duration::from_millis(500),
+        ..LinkOptions::default()
+    };
+    let (client, _events) = AgentClient::connect(&addr.to_string(), AGENT_TOKEN, opts)
+        .await
+        .unwrap();
+    let stream = client.open_stream().unwrap();
+    let sender = client.clone();
+    let flood = tokio::spawn(async move {
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..2000 {
+            let msg = ClientMessage::Stream(StreamMessage::Data {
+                conn_id: stream.conn_id(),
+                data: chunk.clone().into(),
+            });
+            if sender.send(msg).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let started = Instant::now();
+    let failed = tokio::time::timeout(Duration::from_secs(10), flood)
+        .await
+        .expect("a sender hung on a stuck agent")
+        .unwrap();
+    assert!(failed, "2 GB went into a peer that reads nothing");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = client.request(Request::Env).await.unwrap_err();
+    assert!(err.to_string().contains("did not answer"), "{err}");
+    stuck.abort();
+}

@@ -311,7 +311,7 @@ impl AgentClient {
             last_rx: Mutex::new(Instant::now()),
             blocked: false.into(),
         });
-        tokio::spawn(write_loop(writer, rx, Arc::downgrade(&inner)));
+        tokio::spawn(write_loop(writer, rx, Arc::downgrade(&inner), live.clone()));
         tokio::spawn(read_loop(
             reader,
             Arc::downgrade(&inner),
@@ -370,10 +370,23 @@ impl AgentClient {
         if let Some(why) = self.down_reason() {
             return Err(why);
         }
-        self.inner.tx.send(msg).await.map_err(|_| {
+        let closed = || {
             self.down_reason()
                 .unwrap_or_else(|| LinkDown::new("agent link closed"))
-        })
+        };
+        // Fast path: room in the queue.
+        let msg = match self.inner.tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
+            Err(mpsc::error::TrySendError::Full(m)) => m,
+        };
+        // A writer stuck on a dead connection never drains the queue: give up when the link is
+        // declared down (by the ping loop) rather than wait forever.
+        let mut down = self.inner.down_tx.subscribe();
+        tokio::select! {
+            r = self.inner.tx.send(msg) => r.map_err(|_| closed()),
+            _ = down.wait_for(|d| *d) => Err(closed()),
+        }
     }
 
     /// Allocates an outgoing stream id (high bit clear) and registers its receiver. Register
@@ -425,6 +438,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: FramedWrite<W, FrameCodec<ClientMessage, AgentMessage>>,
     mut rx: mpsc::Receiver<ClientMessage>,
     inner: Weak<Inner>,
+    live: Arc<Liveness>,
 ) {
     let mut down_rx = match inner.upgrade() {
         Some(i) => i.down_tx.subscribe(),
@@ -436,25 +450,38 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             _ = down_rx.wait_for(|d| *d) => None,
         };
         let Some(msg) = msg else { break };
-        // Batch whatever is already queued into one flush: fewer syscalls under load.
-        let mut res = writer.feed(msg).await;
-        while res.is_ok() && writer.write_buffer().len() < 1024 * 1024 {
-            match rx.try_recv() {
-                Ok(m) => res = writer.feed(m).await,
-                Err(_) => break,
+        let write = async {
+            // Batch whatever is already queued into one flush: fewer syscalls under load.
+            writer.feed(msg).await?;
+            while writer.write_buffer().len() < 1024 * 1024 {
+                match rx.try_recv() {
+                    Ok(m) => writer.feed(m).await?,
+                    Err(_) => break,
+                }
             }
-        }
-        if res.is_ok() {
-            res = writer.flush().await;
-        }
-        if let Err(e) = res {
-            if let Some(i) = inner.upgrade() {
-                i.go_down(LinkDown::new(format!("writing to the agent failed: {e}")));
+            let batch = writer.write_buffer().len();
+            writer.flush().await.map(|()| batch)
+        };
+        // A dead peer can block a flush forever: the ping loop's verdict cancels it.
+        let res = tokio::select! {
+            r = write => r,
+            _ = down_rx.wait_for(|d| *d) => return,
+        };
+        match res {
+            // The agent's TCP stack keeps taking bulk data: it is alive even if it has nothing to
+            // say (a long upload). Small writes prove nothing: a dead peer's kernel buffer takes
+            // pings for ever.
+            Ok(batch) if batch >= 64 * 1024 => live.touch(),
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(i) = inner.upgrade() {
+                    i.go_down(LinkDown::new(format!("writing to the agent failed: {e}")));
+                }
+                return;
             }
-            return;
         }
     }
-    let _ = writer.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.close()).await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
