@@ -816,7 +816,7 @@ fn read_port_mapping(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<Vec<(u16, 
             }
         };
         match pair {
-            Some((l, r)) if out.iter().any(|(ol, _)| *ol == l) => {
+            Some((l, _)) if out.iter().any(|(ol, _)| *ol == l) => {
                 cx.error(
                     item.pos,
                     &p,
@@ -824,7 +824,6 @@ fn read_port_mapping(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<Vec<(u16, 
                     Some("keep one mapping per local port".into()),
                 );
                 ok = false;
-                let _ = r;
             }
             Some(pair) => out.push(pair),
             None => ok = false,
