@@ -115,21 +115,19 @@ impl Env {
         send
     }
 
-    /// The pod's nat table.
+    /// The pod's nat tables, IPv4 then IPv6.
     fn nat_rules(&self) -> String {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.pod.sandbox.netns,
-                "iptables-save",
-                "-t",
-                "nat",
-            ])
-            .output()
-            .expect("iptables-save");
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        ["iptables-save", "ip6tables-save"]
+            .iter()
+            .map(|save| {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &self.pod.sandbox.netns, save, "-t", "nat"])
+                    .output()
+                    .expect("iptables-save");
+                assert!(out.status.success(), "{out:?}");
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .collect()
     }
 
     fn iptables(&self, args: &[&str]) {
@@ -615,17 +613,18 @@ async fn two_agents_on_one_pod_keep_their_own_rules() {
             .filter_map(|l| l.strip_prefix(":TETHER-"))
             .count()
     };
-    assert_eq!(chains(&env.nat_rules()), 2, "{}", env.nat_rules());
+    // One chain per agent in each of the IPv4 and IPv6 nat tables.
+    assert_eq!(chains(&env.nat_rules()), 4, "{}", env.nat_rules());
     // The first agent dies: its guard removes its chain only; the second still steals.
     first.child.start_kill().unwrap();
     first.child.wait().await.unwrap();
     for _ in 0..100 {
-        if chains(&env.nat_rules()) == 1 {
+        if chains(&env.nat_rules()) == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(chains(&env.nat_rules()), 1, "{}", env.nat_rules());
+    assert_eq!(chains(&env.nat_rules()), 2, "{}", env.nat_rules());
     let mut client = env.connect().await.unwrap();
     client.write_all(b"x").await.unwrap();
     assert!(matches!(

@@ -2,7 +2,7 @@
 //! and the copies mirror sessions get.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -36,13 +36,20 @@ const SNIFF_TIMEOUT: Duration = Duration::from_secs(2);
 /// The HTTP/2 client preface (prior knowledge).
 pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Where a client meant to go before REDIRECT, or `127.0.0.1:port` when that is unknown.
+/// Where a client meant to go before REDIRECT, or loopback:port when that is unknown.
 pub(super) fn original_dst(stream: &TcpStream, port: u16) -> SocketAddr {
     let sock = socket2::SockRef::from(stream);
-    sock.original_dst_v4()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    if stream.local_addr().is_ok_and(|a| a.is_ipv6()) {
+        sock.original_dst_v6()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
+    } else {
+        sock.original_dst_v4()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
 }
 
 /// Connects to the original server from inside the target's netns. The connection carries

@@ -30,15 +30,25 @@ pub struct Guard {
 
 impl Guard {
     /// Starts `exe guard ...` for `chain` in the netns of `netns_pid`.
-    pub fn spawn(exe: &Path, chain: &str, netns_pid: u32, iptables: &Path) -> io::Result<Self> {
-        let mut child = Command::new(exe)
-            .arg("guard")
+    pub fn spawn(
+        exe: &Path,
+        chain: &str,
+        netns_pid: u32,
+        iptables: &Path,
+        ip6tables: Option<&Path>,
+    ) -> io::Result<Self> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("guard")
             .arg("--chain")
             .arg(chain)
             .arg("--netns-pid")
             .arg(netns_pid.to_string())
             .arg("--iptables")
-            .arg(iptables)
+            .arg(iptables);
+        if let Some(p) = ip6tables {
+            cmd.arg("--ip6tables").arg(p);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             // Not the agent's stdout: a parent reading it until EOF must not wait for the guard.
             .stdout(Stdio::null())
@@ -78,6 +88,9 @@ pub struct GuardArgs {
     /// The iptables binary the agent used.
     #[arg(long)]
     iptables: PathBuf,
+    /// The ip6tables binary, when the agent made IPv6 rules too.
+    #[arg(long)]
+    ip6tables: Option<PathBuf>,
 }
 
 extern "C" fn on_signal(_: libc::c_int) {}
@@ -114,27 +127,37 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         }
     }
     wait_for_eof();
-    let ipt = Iptables::with_netns(
-        args.iptables,
-        PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd())),
-        args.netns_pid,
-    );
-    // A few tries: the agent's last iptables call may still hold the xtables lock.
+    let netns = PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd()));
+    let mut ok = true;
+    for program in std::iter::once(args.iptables).chain(args.ip6tables) {
+        let ipt = Iptables::with_netns(program, netns.clone(), args.netns_pid);
+        ok &= remove_with_retries(&ipt, &args.chain);
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Removes `chain`, trying a few times: the agent's last iptables call may still hold the
+/// xtables lock.
+fn remove_with_retries(ipt: &Iptables, chain: &str) -> bool {
     let mut last = None;
     for _ in 0..3 {
-        match ipt.remove_chain(&args.chain) {
-            Ok(()) => return ExitCode::SUCCESS,
+        match ipt.remove_chain(chain) {
+            Ok(()) => return true,
             Err(e) => last = Some(e),
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     if let Some(e) = last {
+        let program = ipt.program().display();
         eprintln!(
-            "tether-agent guard: cannot remove iptables chain {}: {e}\n  help: remove it by hand: iptables -t nat -F {0}; iptables -t nat -X {0} (after deleting the jumps to it)",
-            args.chain
+            "tether-agent guard: cannot remove {program} chain {chain}: {e}\n  help: remove it by hand: {program} -t nat -F {chain}; {program} -t nat -X {chain} (after deleting the jumps to it)"
         );
     }
-    ExitCode::FAILURE
+    false
 }
 
 /// Blocks until stdin reports EOF or an error, or a signal interrupts the read.

@@ -117,6 +117,17 @@ pub fn find_program() -> Result<PathBuf, IptablesError> {
     ))
 }
 
+/// The ip6tables binary of the same backend as the iptables binary `v4` (`iptables-nft` ->
+/// `ip6tables-nft`), or `$TETHER_IP6TABLES`, when installed.
+pub fn ip6_program(v4: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TETHER_IP6TABLES") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let name = v4.file_name()?.to_str()?;
+    let p = v4.with_file_name(name.replacen("iptables", "ip6tables", 1));
+    (p != v4 && p.is_file()).then_some(p)
+}
+
 /// Start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`), which tells a
 /// live process from a later one that reused its pid.
 pub fn process_start_time(pid: u32) -> Option<u64> {

@@ -14,8 +14,8 @@
 //!
 //! # How traffic flows
 //! The first subscription of a port creates a listener inside the target's netns and a nat
-//! `REDIRECT` of the port to it in this agent's chain ([`iptables`]); the last one removes the
-//! rule. Each redirected connection ([`conn`]) goes, by the port's subscriptions at accept time:
+//! `REDIRECT` of the port to it in this agent's chain ([`iptables`], and ip6tables when present);
+//! the last one removes the rule. Each redirected connection ([`conn`]) goes, by the port's subscriptions at accept time:
 //! - to the session that steals the whole port, or
 //! - with filtered steals, through the HTTP splitter ([`http`]), which hands matching requests to
 //!   their session and passes the rest to the original server, or
@@ -31,7 +31,8 @@
 //! are removed when an agent starts.
 //!
 //! # Limits
-//! - IPv4 only (no ip6tables rules, the listener is `0.0.0.0`).
+//! - IPv6 is best effort: with ip6tables of the same backend installed, the chain and redirects
+//!   are made in the IPv6 nat table too, with a second listener on `[::]`; without it, IPv4 only.
 //! - The original server sees passed-through connections coming from the pod's own address, not
 //!   from the client (REDIRECT, not TPROXY).
 //! - Two agents on one pod keep separate chains and never remove each other's rules, but on a port
@@ -104,6 +105,8 @@ impl std::fmt::Debug for Inner {
 #[derive(Debug, Default)]
 struct Rules {
     ipt: Option<Iptables>,
+    /// ip6tables of the same backend, when installed and usable in the target's netns.
+    ipt6: Option<Iptables>,
     chain_created: bool,
     guard: Option<Guard>,
 }
@@ -111,15 +114,19 @@ struct Rules {
 /// A redirected port.
 struct Port {
     listen_port: u16,
+    /// The IPv6 listener's port, when the chain exists in ip6tables too.
+    listen_port6: Option<u16>,
     subs: Vec<Sub>,
     /// What connection tasks read; rebuilt from `subs` on every change.
     live: Arc<RwLock<PortSubs>>,
-    accept: JoinHandle<()>,
+    accept: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Port {
     fn drop(&mut self) {
-        self.accept.abort();
+        for a in &self.accept {
+            a.abort();
+        }
     }
 }
 
@@ -214,17 +221,19 @@ impl Inner {
         if let Some(ipt) = &rules.ipt {
             return Ok(ipt.clone());
         }
-        let ipt = Iptables::new(iptables::find_program()?, self.target.pid());
+        let program = iptables::find_program()?;
+        rules.ipt6 = iptables::ip6_program(&program).map(|p| Iptables::new(p, self.target.pid()));
+        let ipt = Iptables::new(program, self.target.pid());
         rules.ipt = Some(ipt.clone());
         Ok(ipt)
     }
 
     /// Removes the chains of dead agents (run at start, errors only logged).
     async fn remove_stale(&self) {
-        let ipt = {
+        let (ipt, ipt6) = {
             let mut rules = self.rules.lock().await;
             match self.iptables(&mut rules) {
-                Ok(ipt) => ipt,
+                Ok(ipt) => (ipt, rules.ipt6.clone()),
                 Err(e) => {
                     tracing::debug!("no stale rule check: {e}");
                     return;
@@ -232,7 +241,17 @@ impl Inner {
             }
         };
         let own = self.chain.clone();
-        match tokio::task::spawn_blocking(move || ipt.remove_stale_chains(&own)).await {
+        let task = move || {
+            let mut removed = ipt.remove_stale_chains(&own)?;
+            if let Some(ipt6) = ipt6 {
+                match ipt6.remove_stale_chains(&own) {
+                    Ok(r) => removed.extend(r),
+                    Err(e) => tracing::debug!("no stale ip6tables check: {e}"),
+                }
+            }
+            Ok::<_, IptablesError>(removed)
+        };
+        match tokio::task::spawn_blocking(task).await {
             Ok(Ok(removed)) if !removed.is_empty() => {
                 tracing::info!(?removed, "removed iptables chains of dead agents");
             }
@@ -244,17 +263,18 @@ impl Inner {
 
     /// Creates this agent's chain (once), with its guard running first so that no rule can
     /// outlive the agent.
-    async fn ensure_chain(&self) -> Result<Iptables, AgentError> {
+    async fn ensure_chain(&self) -> Result<(Iptables, Option<Iptables>), AgentError> {
         let mut rules = self.rules.lock().await;
         let ipt = self.iptables(&mut rules)?;
         if rules.chain_created {
-            return Ok(ipt);
+            return Ok((ipt, rules.ipt6.clone()));
         }
         if rules.guard.is_none()
             && let Some(exe) = &self.guard_exe
         {
-            let guard =
-                Guard::spawn(exe, &self.chain, self.target.pid(), ipt.program()).map_err(|e| {
+            let ip6 = rules.ipt6.as_ref().map(|i| i.program());
+            let guard = Guard::spawn(exe, &self.chain, self.target.pid(), ipt.program(), ip6)
+                .map_err(|e| {
                     AgentError::Other(format!(
                         "cannot start the iptables guard {}: {e}",
                         exe.display()
@@ -290,12 +310,39 @@ impl Inner {
         }
         tracing::info!(chain = self.chain, "iptables chain created");
         rules.chain_created = true;
-        Ok(ipt)
+        // IPv6 is best effort: a pod without IPv6 (or without ip6tables) still works on IPv4.
+        if let Some(ipt6) = rules.ipt6.clone() {
+            let (chain, comment) = (
+                self.chain.clone(),
+                iptables::owner_comment(std::process::id()),
+            );
+            let res = tokio::task::spawn_blocking(move || {
+                let _ = ipt6.remove_stale_chains(&chain);
+                let res = ipt6.create_chain(&chain, &comment);
+                if res.is_err() {
+                    let _ = ipt6.remove_chain(&chain);
+                }
+                res
+            })
+            .await;
+            match res {
+                Ok(Ok(())) => tracing::info!(chain = self.chain, "ip6tables chain created"),
+                Ok(Err(e)) => {
+                    tracing::warn!("no IPv6 redirects: {e}");
+                    rules.ipt6 = None;
+                }
+                Err(e) => {
+                    tracing::warn!("no IPv6 redirects: ip6tables task failed: {e}");
+                    rules.ipt6 = None;
+                }
+            }
+        }
+        Ok((ipt, rules.ipt6.clone()))
     }
 
     /// Redirects `port` to a new listener in the target's netns and starts accepting.
     async fn open_port(self: &Arc<Self>, port: u16) -> Result<Port, AgentError> {
-        let ipt = self.ensure_chain().await?;
+        let (ipt, ipt6) = self.ensure_chain().await?;
         let listener = self
             .target
             .netns()
@@ -325,24 +372,83 @@ impl Inner {
             .map_err(|e| AgentError::Other(format!("iptables task failed: {e}")))??;
         tracing::info!(port, listen_port, "port redirected");
         let live = Arc::new(RwLock::new(PortSubs::default()));
-        let accept = tokio::spawn(accept_loop(self.clone(), port, listener, live.clone()));
+        let mut accept = vec![tokio::spawn(accept_loop(
+            self.clone(),
+            port,
+            listener,
+            live.clone(),
+        ))];
+        let mut listen_port6 = None;
+        if let Some(ipt6) = ipt6 {
+            match self.open_port6(ipt6, port).await {
+                Ok((listener6, p6)) => {
+                    tracing::info!(port, listen_port = p6, "IPv6 port redirected");
+                    listen_port6 = Some(p6);
+                    accept.push(tokio::spawn(accept_loop(
+                        self.clone(),
+                        port,
+                        listener6,
+                        live.clone(),
+                    )));
+                }
+                Err(e) => tracing::warn!(port, "no IPv6 redirect: {e}"),
+            }
+        }
         Ok(Port {
             listen_port,
+            listen_port6,
             subs: Vec::new(),
             live,
             accept,
         })
     }
 
+    /// The IPv6 half of [`Inner::open_port`].
+    async fn open_port6(&self, ipt6: Iptables, port: u16) -> Result<(TcpListener, u16), String> {
+        let listener = self
+            .target
+            .netns()
+            .run(|| -> std::io::Result<std::net::TcpListener> {
+                let s = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+                s.set_only_v6(true)?;
+                s.set_reuse_address(true)?;
+                s.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())?;
+                s.listen(1024)?;
+                s.set_nonblocking(true)?;
+                Ok(s.into())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(TcpListener::from_std)
+            .map_err(|e| format!("cannot listen on IPv6 in the target's network namespace: {e}"))?;
+        let p6 = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let chain = self.chain.clone();
+        tokio::task::spawn_blocking(move || ipt6.add_redirect(&chain, port, p6))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok((listener, p6))
+    }
+
     /// Stops redirecting a port with no subscriber left. Its connections go on.
     async fn close_port(&self, port: u16, p: Port) {
-        p.accept.abort();
-        let ipt = self.rules.lock().await.ipt.clone();
+        let (ipt, ipt6) = {
+            let rules = self.rules.lock().await;
+            (rules.ipt.clone(), rules.ipt6.clone())
+        };
         let Some(ipt) = ipt else { return };
-        let (chain, listen_port) = (self.chain.clone(), p.listen_port);
-        match tokio::task::spawn_blocking(move || ipt.remove_redirect(&chain, port, listen_port))
-            .await
-        {
+        let (chain, listen_port, listen_port6) =
+            (self.chain.clone(), p.listen_port, p.listen_port6);
+        drop(p);
+        let task = move || {
+            if let (Some(ipt6), Some(p6)) = (ipt6, listen_port6)
+                && let Err(e) = ipt6.remove_redirect(&chain, port, p6)
+            {
+                tracing::warn!(port, "cannot remove the IPv6 redirect: {e}");
+            }
+            ipt.remove_redirect(&chain, port, listen_port)
+        };
+        match tokio::task::spawn_blocking(task).await {
             Ok(Ok(())) => tracing::info!(port, "port released"),
             Ok(Err(e)) => tracing::warn!(port, "cannot remove the redirect: {e}"),
             Err(e) => tracing::warn!(port, "iptables task failed: {e}"),

@@ -3,7 +3,7 @@
 //! PREROUTING as it does in a cluster. Sessions are plain channels driven by the test.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ use crate::target::Target;
 
 const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+const POD_IP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 1);
+const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 2);
 
 /// A pod netns and a client netns joined by a veth pair.
 struct Net {
@@ -47,8 +49,10 @@ impl Net {
             .output()
             .expect("ip");
         assert!(out.status.success(), "{out:?}");
-        for (ns, ip) in [(&pod, POD_IP), (&client, CLIENT_IP)] {
+        for (ns, ip, ip6) in [(&pod, POD_IP, POD_IP6), (&client, CLIENT_IP, CLIENT_IP6)] {
             ns.run("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            let ip6 = format!("{ip6}/64");
+            ns.run("ip", &["-6", "addr", "add", &ip6, "dev", "eth0", "nodad"]);
             ns.run("ip", &["link", "set", "eth0", "up"]);
         }
         Self {
@@ -60,10 +64,15 @@ impl Net {
     }
 
     async fn listen_in_pod(&self, port: u16) -> TcpListener {
+        self.listen_in_pod_on(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+            .await
+    }
+
+    async fn listen_in_pod_on(&self, ip: IpAddr, port: u16) -> TcpListener {
         let l = self
             .pod_ns
             .run(move || {
-                let l = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))?;
+                let l = std::net::TcpListener::bind((ip, port))?;
                 l.set_nonblocking(true)?;
                 Ok::<_, std::io::Error>(l)
             })
@@ -75,10 +84,15 @@ impl Net {
 
     /// A connection from the client netns to the pod's port.
     async fn connect(&self, port: u16) -> TcpStream {
+        self.connect_to(SocketAddr::from((POD_IP, port))).await
+    }
+
+    async fn connect_to(&self, addr: SocketAddr) -> TcpStream {
+        let domain = socket2::Domain::for_address(addr);
         let s = self
             .client_ns
-            .run(|| {
-                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            .run(move || {
+                let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
                 s.set_nonblocking(true)?;
                 Ok::<_, std::io::Error>(s)
             })
@@ -86,7 +100,7 @@ impl Net {
             .unwrap()
             .unwrap();
         tokio::net::TcpSocket::from_std_stream(s.into())
-            .connect(SocketAddr::from((POD_IP, port)))
+            .connect(addr)
             .await
             .unwrap()
     }
@@ -515,4 +529,75 @@ async fn upgrades_pass_through_a_filtered_port() {
     let mut buf = [0u8; 16];
     c.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"over the upgrade");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_are_stolen_and_mirrored() {
+    let net = Net::new();
+    echo_server(
+        net.listen_in_pod_on(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 7002)
+            .await,
+    );
+    let inc = Arc::new(incoming(&net).await);
+    let (tx, mut rx) = mpsc::channel(64);
+    inc.subscribe(1, 7002, IncomingMode::Steal, None, tx)
+        .await
+        .unwrap();
+    assert!(
+        net.pod
+            .run("ip6tables-save", &["-t", "nat"])
+            .contains("--dport 7002 -j REDIRECT"),
+        "{}",
+        net.pod.run("ip6tables-save", &["-t", "nat"])
+    );
+    let pod6 = SocketAddr::from((POD_IP6, 7002));
+    let mut client = net.connect_to(pod6).await;
+    client.write_all(b"six").await.unwrap();
+    let AgentMessage::Incoming(IncomingEvent::NewConnection {
+        conn_id,
+        client: peer,
+        server,
+        ..
+    }) = next_event(&mut rx).await
+    else {
+        panic!("expected a new connection")
+    };
+    assert_eq!((peer.ip(), server), (IpAddr::V6(CLIENT_IP6), pod6));
+    inc.from_session(
+        1,
+        StreamMessage::Data {
+            conn_id,
+            data: b"stolen six".as_slice().into(),
+        },
+    )
+    .await;
+    let mut buf = [0u8; 10];
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"stolen six");
+
+    // Mirror over IPv6: the pod's echo answers, the session gets the copy.
+    inc.release_session(1).await;
+    let (tx, mut rx) = mpsc::channel(64);
+    inc.subscribe(2, 7002, IncomingMode::Mirror, None, tx)
+        .await
+        .unwrap();
+    let mut client = net.connect_to(pod6).await;
+    client.write_all(b"mirror").await.unwrap();
+    let mut buf = [0u8; 6];
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"mirror");
+    assert!(matches!(
+        next_event(&mut rx).await,
+        AgentMessage::Incoming(IncomingEvent::NewConnection { .. })
+    ));
+    let AgentMessage::Stream(StreamMessage::Data { data, .. }) = next_event(&mut rx).await else {
+        panic!("expected the copy")
+    };
+    assert_eq!(data.as_slice(), b"mirror");
+    inc.release_session(2).await;
+    assert!(
+        !net.pod
+            .run("ip6tables-save", &["-t", "nat"])
+            .contains("REDIRECT")
+    );
 }
