@@ -433,3 +433,67 @@ fn session_lasts_until_the_whole_process_tree_is_gone() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "remote payload\n");
 }
+
+#[test]
+fn whole_port_steal_over_a_tcp_session_and_sigint_is_forwarded() {
+    let cluster = TestCluster::new("exec-steal-all").unwrap();
+    let pod = pod(&cluster);
+    let client = cluster.pod("client").start().unwrap();
+    let agent = start_agent(&pod);
+
+    let cwd = tempfile::tempdir().unwrap();
+    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir(cwd.path().join(".tether")).unwrap();
+    // The file says mirror; the --incoming flag overrides it.
+    std::fs::write(
+        cwd.path().join(".tether/tether.toml"),
+        format!(
+            "[feature.network.incoming]\nmode = \"mirror\"\nport_mapping = [[{local_port}, 8080]]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(cwd.path().join("app.py"), LOCAL_APP).unwrap();
+    let mut tether = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args([
+            "exec",
+            "--agent",
+            &agent.addr,
+            "--tcp-session",
+            "--incoming",
+            "steal",
+        ])
+        .args(["--", "python3", "app.py", &local_port.to_string()])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let url = format!("http://{}:8080/all", pod.ip());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        let out = client.exec(["curl", "-s", "-m", "5", &url]).unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if last.contains("local-app /all") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(last.contains("local-app /all"), "port not stolen: {last}");
+
+    // stdin is not a terminal, so tether forwards SIGINT itself.
+    // SAFETY: plain kill of our own child.
+    unsafe { libc::kill(tether.id() as i32, libc::SIGINT) };
+    let status = tether.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status:?}");
+    // The port is released: the pod's own server answers again.
+    let out = client.exec(["curl", "-s", "-m", "5", &url]).unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("\"instance\":\"api\""), "{s}");
+}
