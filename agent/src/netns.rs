@@ -183,25 +183,48 @@ impl NetNs {
 mod tests {
     use super::*;
 
-    fn netns_inode(path: &str) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).unwrap().ino()
-    }
-
     #[tokio::test]
     async fn closures_run_in_the_entered_namespace() {
-        // Our own namespace is always enterable as root; the thread must report the same inode.
-        let me = std::process::id();
-        let ns = NetNs::enter(me).expect("enter own netns");
-        let inode = ns
+        use std::os::unix::fs::MetadataExt;
+        // A thread in a fresh network namespace stands in for the target; it stays alive (and its
+        // namespace with it) until told to go.
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            // SAFETY: unshare affects this thread only (CLONE_NEWNET).
+            assert_eq!(
+                unsafe { libc::unshare(libc::CLONE_NEWNET) },
+                0,
+                "unshare (root?)"
+            );
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            ready_tx.send(tid).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = ready_rx.recv().unwrap();
+        let path = PathBuf::from(format!("/proc/self/task/{tid}/ns/net"));
+        let theirs = std::fs::metadata(&path).unwrap().ino();
+        let ours = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        assert_ne!(theirs, ours);
+        let ns = NetNs::enter_path(path).expect("enter the thread's netns");
+        let seen = ns
             .run(|| {
-                use std::os::unix::fs::MetadataExt;
-                // The thread's own view: /proc/thread-self reflects the calling thread.
-                std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+                // The namespace thread's own view, and its interfaces: a fresh netns has only lo.
+                let ino = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+                let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+                let ifaces: Vec<String> = dev
+                    .lines()
+                    .skip(2)
+                    .filter_map(|l| Some(l.split(':').next()?.trim().to_owned()))
+                    .collect();
+                (ino, ifaces)
             })
             .await
             .unwrap();
-        assert_eq!(inode, netns_inode("/proc/self/ns/net"));
+        assert_eq!(seen, (theirs, vec!["lo".to_owned()]));
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
     }
 
     #[tokio::test]
