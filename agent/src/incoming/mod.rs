@@ -542,8 +542,8 @@ impl Incoming {
     /// Sets up incoming traffic for `target`; `agent_id` names the agent's iptables chain.
     /// Starts the removal of stale chains in the background. Must run inside a tokio runtime.
     pub fn new(target: Arc<Target>, agent_id: String) -> Result<Self, AgentError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| AgentError::Other(format!("cannot find the agent's own binary: {e}")))?;
+        // /proc/self/exe still runs when the binary was replaced or deleted since the start.
+        let exe = PathBuf::from("/proc/self/exe");
         Ok(Self::build(target, &agent_id, Some(exe)))
     }
 
