@@ -2,8 +2,12 @@
 # Checks the test cluster with the kubectl built from the same k8s.io/kubernetes
 # module (SPDY port-forward through the API server, logs, admission, RBAC).
 # Brings the cluster up (or reuses it). Prints "N passed, N failed"; exits 1 on failures.
+# --teardown: afterwards run tests/cluster/down and check that no process, network
+# namespace, mount or state directory is left behind.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+teardown=0
+[[ "${1:-}" == "--teardown" ]] && teardown=1
 "$here/up" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 # shellcheck disable=SC1091
 source "${TETHER_CLUSTER_DIR:-/run/tether-cluster}/env"
@@ -174,6 +178,25 @@ if poll 30 sts_ready; then
   ok "StatefulSet echo ready"
 else
   bad "StatefulSet" "$(k -n tether-samples get pods -o wide 2>&1)"
+fi
+
+if [[ $teardown == 1 ]]; then
+  cleanup
+  trap - EXIT
+  pids=$(cat "$TETHER_CLUSTER_DIR"/pids/* 2>/dev/null)
+  states=$(cat "$TETHER_CLUSTER_DIR"/containers/*.json 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
+  "$here/down" 2>/dev/null
+  left=""
+  for p in $pids $states; do kill -0 "$p" 2>/dev/null && left+=" pid:$p"; done
+  left+=$(ip netns list | awk '/^tether-/ {printf " netns:%s", $1}')
+  left+=$(awk -v d="$TETHER_CLUSTER_DIR" '$2 ~ "^"d {printf " mount:%s", $2}' /proc/mounts)
+  [[ -e "$TETHER_CLUSTER_DIR" ]] && left+=" dir:$TETHER_CLUSTER_DIR"
+  if command -v iptables-save >/dev/null && iptables-save 2>/dev/null | grep -qi tether; then left+=" iptables"; fi
+  if [[ -z "$left" ]]; then
+    ok "down leaves no process, network namespace, mount, iptables rule or state dir"
+  else
+    bad "teardown left:$left"
+  fi
 fi
 
 echo "$passed passed, $failed failed"

@@ -330,8 +330,8 @@ func (p *provider) probe(pr *podRun, c *ctrRun, pb *corev1.Probe) bool {
 
 type nopAttach struct{}
 
-func (nopAttach) Stdin() io.Reader                { return nil }
-func (nopAttach) Stdout() io.WriteCloser          { return nil }
-func (nopAttach) Stderr() io.WriteCloser          { return nil }
-func (nopAttach) TTY() bool                       { return false }
-func (nopAttach) Resize() <-chan api.TermSize     { return nil }
+func (nopAttach) Stdin() io.Reader            { return nil }
+func (nopAttach) Stdout() io.WriteCloser      { return nil }
+func (nopAttach) Stderr() io.WriteCloser      { return nil }
+func (nopAttach) TTY() bool                   { return false }
+func (nopAttach) Resize() <-chan api.TermSize { return nil }
