@@ -31,7 +31,7 @@ pub struct KeyInfo {
 /// Docs of the key at a dotted path such as `feature.network.incoming.mode` (array indices like
 /// `all_of[0]` are allowed). `None` for unknown keys.
 pub fn key_info(path: &str) -> Option<KeyInfo> {
-    let root = serde_json::to_value(schema()).ok()?;
+    let root = schema_value();
     let (parent, name) = match path.rsplit_once('.') {
         Some((p, n)) => (p, n),
         None => ("", path),
@@ -48,9 +48,7 @@ pub fn key_info(path: &str) -> Option<KeyInfo> {
 
 /// The keys an object at `path` takes (`""` is the top level), with their docs, for completion.
 pub fn keys_under(path: &str) -> Vec<KeyInfo> {
-    let Ok(root) = serde_json::to_value(schema()) else {
-        return Vec::new();
-    };
+    let root = schema_value();
     let Some(props) = properties_at(&root, path) else {
         return Vec::new();
     };
@@ -62,6 +60,12 @@ pub fn keys_under(path: &str) -> Vec<KeyInfo> {
             default: prop.get("default").map(Value::to_string),
         })
         .collect()
+}
+
+/// The schema as JSON, built once (editors ask on every hover and keystroke).
+fn schema_value() -> &'static Value {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| serde_json::to_value(schema()).unwrap_or(Value::Null))
 }
 
 fn strip_index(segment: &str) -> &str {
