@@ -37,11 +37,11 @@ pub fn key_info(path: &str) -> Option<KeyInfo> {
         None => ("", path),
     };
     let name = strip_index(name);
-    let props = properties_at(&root, parent)?;
+    let props = properties_at(root, parent)?;
     let prop = props.get(name)?;
     Some(KeyInfo {
         name: name.to_owned(),
-        description: describe(&root, prop),
+        description: describe(root, prop),
         default: prop.get("default").map(Value::to_string),
     })
 }
@@ -49,14 +49,14 @@ pub fn key_info(path: &str) -> Option<KeyInfo> {
 /// The keys an object at `path` takes (`""` is the top level), with their docs, for completion.
 pub fn keys_under(path: &str) -> Vec<KeyInfo> {
     let root = schema_value();
-    let Some(props) = properties_at(&root, path) else {
+    let Some(props) = properties_at(root, path) else {
         return Vec::new();
     };
     props
         .iter()
         .map(|(name, prop)| KeyInfo {
             name: name.clone(),
-            description: describe(&root, prop),
+            description: describe(root, prop),
             default: prop.get("default").map(Value::to_string),
         })
         .collect()
