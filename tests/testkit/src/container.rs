@@ -428,9 +428,8 @@ pub fn join(pid: u32, workdir: Option<&Path>) -> Result<Prepared> {
     Ok(Prepared { steps })
 }
 
-/// Writes `msg` and `errno` to stderr without allocating.
-fn report(msg: &CString, errno: i32) {
-    let mut buf = [0u8; 12];
+/// `errno` in decimal plus a newline, into `buf`, without allocating.
+fn errno_digits(errno: i32, buf: &mut [u8; 12]) -> &[u8] {
     let mut i = buf.len() - 1;
     buf[i] = b'\n';
     let mut n = errno.unsigned_abs();
@@ -442,10 +441,17 @@ fn report(msg: &CString, errno: i32) {
             break;
         }
     }
+    &buf[i..]
+}
+
+/// Writes `msg` and `errno` to stderr without allocating.
+fn report(msg: &CString, errno: i32) {
+    let mut buf = [0u8; 12];
+    let digits = errno_digits(errno, &mut buf);
     // SAFETY: writing valid buffers to fd 2.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.as_bytes().len());
-        libc::write(2, buf[i..].as_ptr().cast(), buf.len() - i);
+        libc::write(2, digits.as_ptr().cast(), digits.len());
     }
 }
 
@@ -514,4 +520,52 @@ pub fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(program))
         .find(|p| crate::sys::is_executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_specs_parse() {
+        let b = Bind::parse("/host/a:/pod/a:ro").unwrap();
+        assert_eq!(
+            (b.source, b.target, b.read_only),
+            ("/host/a".into(), "/pod/a".into(), true)
+        );
+        assert!(!Bind::parse("/h:/p").unwrap().read_only);
+        assert!(!Bind::parse("/h:/p:rw").unwrap().read_only);
+        let err = Bind::parse("/h:relative").unwrap_err().to_string();
+        assert!(err.contains("DST must be an absolute path"), "{err}");
+        assert!(Bind::parse("/h").is_err());
+        assert!(Bind::parse("/h:/p:xx").is_err());
+    }
+
+    #[test]
+    fn container_paths_stay_inside_the_root() {
+        let root = Path::new("/r");
+        assert_eq!(
+            inside(root, Path::new("/a/b")).unwrap(),
+            Path::new("/r/a/b")
+        );
+        assert!(inside(root, Path::new("/a/../../etc")).is_err());
+    }
+
+    #[test]
+    fn programs_resolve_in_the_container_path() {
+        assert_eq!(resolve_program("/x/y", "").unwrap(), PathBuf::from("/x/y"));
+        assert_eq!(
+            resolve_program("sh", "/nonexistent:/bin").unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        assert!(resolve_program("no-such-program-x", DEFAULT_PATH).is_none());
+    }
+
+    #[test]
+    fn errno_is_printed_in_decimal() {
+        let mut buf = [0u8; 12];
+        assert_eq!(errno_digits(0, &mut buf), b"0\n");
+        assert_eq!(errno_digits(13, &mut buf), b"13\n");
+        assert_eq!(errno_digits(i32::MAX, &mut buf), b"2147483647\n");
+    }
 }

@@ -708,3 +708,37 @@ fn iptables(net: &NetworkInfo, op: &str, args: &[&str], ctx: &str) -> Result<()>
     cmd.arg("-w").args(&args[..2]).arg(op).args(&args[2..]);
     sys::run(cmd, None, ctx).map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_etc_files() {
+        let sb = SandboxInfo {
+            name: "n-web".into(),
+            network: "n".into(),
+            netns: sandbox_netns("n-web"),
+            netns_path: "/run/netns/tt-pod-n-web".into(),
+            ip: Ipv4Addr::new(10, 244, 3, 7),
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(10, 244, 3, 1),
+            dns: Ipv4Addr::new(10, 244, 3, 1),
+            hostname: "web".into(),
+            veth: "veth7".into(),
+            etc_dir: "/x/etc".into(),
+            dns_names: vec!["web.pods.test".into()],
+            state_dir: "/x".into(),
+        };
+        let [(_, hostname), (_, hosts), (_, resolv)] = etc_files(&sb);
+        assert_eq!(hostname, "web\n");
+        assert!(
+            hosts.ends_with("10.244.3.7\tweb web.pods.test\n"),
+            "{hosts}"
+        );
+        assert!(resolv.starts_with("nameserver 10.244.3.1\nsearch cluster.test pods.test\n"));
+        assert!(validate_dns_name("a.b-c.test").is_ok());
+        assert!(validate_dns_name("a..b").is_err() && validate_dns_name("a_b.test").is_err());
+        assert_eq!(network_netns("x"), "tt-net-x");
+    }
+}

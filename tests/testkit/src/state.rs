@@ -287,3 +287,19 @@ pub(crate) fn is_dns_label(name: &str) -> bool {
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("n", "node-1_a.b").is_ok());
+        for bad in ["", "-x", "a/b", "a b", &"x".repeat(101)] {
+            let err = validate_name("network name", bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid network name"), "{err}");
+        }
+        assert!(is_dns_label("web-1"));
+        assert!(!is_dns_label("web_1") && !is_dns_label("-web") && !is_dns_label(""));
+    }
+}
