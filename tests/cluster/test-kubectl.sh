@@ -127,6 +127,16 @@ else
   bad "cluster-only from host"
 fi
 
+# StatefulSet pod names resolve (headless service + subdomain) from a pod, to the pod's IP.
+echo0=$(k -n tether-samples get pod echo-0 -o jsonpath='{.status.podIP}' 2>/dev/null)
+k -n "$ns" create job dns-probe --image=tether.test/testsrv:latest -- \
+  /tether/bin/tether-testsrv resolve echo-0.echo.tether-samples.svc.cluster.local >/dev/null
+if poll 60 job_done "$ns" dns-probe && [[ -n "$echo0" && "$(k -n "$ns" logs job/dns-probe)" == "$echo0" ]]; then
+  ok "cluster DNS resolves a StatefulSet pod name to its pod IP"
+else
+  bad "StatefulSet pod DNS" "want $echo0, got $(k -n "$ns" logs job/dns-probe 2>&1 | tail -2)"
+fi
+
 # 6. a Job runs to completion
 k -n "$ns" create job hello --image=busybox:1.36 -- sh -c 'echo hello-from-job; exit 0' >/dev/null
 if poll 60 job_done "$ns" hello && [[ "$(k -n "$ns" logs job/hello)" == hello-from-job ]]; then
