@@ -220,3 +220,13 @@ impl Session {
         self.shared.agent.shutdown().await;
     }
 }
+
+impl Drop for Session {
+    // A session dropped without `shutdown` still stops accepting (its socket file is removed
+    // with the runtime dir); the agent link ends when its last handle goes.
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
