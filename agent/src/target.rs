@@ -16,6 +16,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::errors::missing_capability;
+use crate::files::resolve::open_in_root;
 use crate::netns::NetNs;
 
 /// Errors of finding the target.
@@ -99,7 +100,7 @@ impl Target {
             }
         };
         let netns = NetNs::enter_or_report(pid);
-        let hostname = read_hostname(pid);
+        let hostname = read_hostname(pid, root.as_ref().ok().map(AsRawFd::as_raw_fd));
         let gone = Arc::new(AtomicBool::new(false));
         let (gone_tx, gone_rx) = watch::channel(false);
         if let Some(pidfd) = pidfd {
@@ -195,8 +196,9 @@ impl OpenPathExt for std::fs::OpenOptions {
     }
 }
 
-/// The hostname of the target's UTS namespace; falls back to its /etc/hostname.
-fn read_hostname(pid: u32) -> String {
+/// The hostname of the target's UTS namespace; falls back to its /etc/hostname, resolved inside
+/// its root like every other target path.
+fn read_hostname(pid: u32, root: Option<i32>) -> String {
     let uts = std::thread::spawn(move || -> std::io::Result<String> {
         let ns = File::open(format!("/proc/{pid}/ns/uts"))?;
         // SAFETY: setns on a valid fd, affecting only this short-lived thread.
@@ -216,9 +218,12 @@ fn read_hostname(pid: u32) -> String {
         Ok(Ok(name)) => name,
         other => {
             tracing::debug!("hostname from UTS namespace failed: {other:?}");
-            std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname"))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default()
+            root.and_then(|root| {
+                let fd = open_in_root(root, b"/etc/hostname", libc::O_RDONLY, 0).ok()?;
+                let text = std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                text.ok().map(|s| s.trim().to_owned())
+            })
+            .unwrap_or_default()
         }
     }
 }

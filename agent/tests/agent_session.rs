@@ -339,6 +339,9 @@ async fn container_id_of_the_test_node_and_missing_capability() {
         pod.pid(),
         "container id resolved to the pod's pid"
     );
+    // setns into the UTS namespace needs CAP_SYS_ADMIN too: the hostname comes from the pod's
+    // /etc/hostname instead.
+    assert_eq!(hello.target.hostname, "web");
     let Ok(Response::Env(env)) = c.call(Request::Env).await else {
         panic!("env without CAP_SYS_ADMIN")
     };
