@@ -1,0 +1,424 @@
+//! End to end, from the layer's side: real programs under `tether exec` (the real session
+//! router), a real agent attached to a test pod (own network, mount and UTS namespaces; see
+//! tether-testkit). Covers the issue's list: pod files, env, DNS of pod-only names, the
+//! cluster-only service, fork+exec children, local paths staying local, hidden credentials, and
+//! a killed agent failing the next hooked call fast.
+//!
+//! Needs root. Builds `tether`, `tether-agent` and the layer into this target dir if missing.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tether_testkit::{Pod, TestCluster, TestServer};
+
+const TOKEN: &str = "layer-e2e-token";
+
+fn target_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+static BUILD: std::sync::Once = std::sync::Once::new();
+
+fn artifact(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    BUILD.call_once(|| {
+        let missing = ["tether", "tether-agent", "libtether_layer.so"]
+            .iter()
+            .any(|n| !target_dir().join(n).exists());
+        if missing {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let ok = Command::new(cargo)
+                .args([
+                    "build",
+                    "-p",
+                    "tether",
+                    "-p",
+                    "tether-agent",
+                    "-p",
+                    "tether-layer",
+                ])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "building tether, tether-agent and the layer failed");
+        }
+    });
+    assert!(p.exists(), "{} is missing", p.display());
+    p
+}
+
+struct Agent {
+    child: Child,
+    addr: String,
+}
+
+impl Agent {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start_agent(pod: &Pod) -> Agent {
+    let mut child = Command::new(artifact("tether-agent"))
+        .args(["--target-pid", &pod.pid().to_string()])
+        .args(["--listen", "127.0.0.1:0", "--ttl", "60"])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("tether-agent listening on ")
+        .unwrap_or_else(|| panic!("unexpected agent output: {line:?}"))
+        .to_owned();
+    Agent { child, addr }
+}
+
+fn pod(cluster: &TestCluster, name: &str) -> Pod {
+    cluster
+        .pod(name)
+        .hostname("layer-pod")
+        .env("POD_GREETING", "hi from the pod env")
+        .file("/app/data.txt", "remote payload\n")
+        .file("/app/conf/a.yaml", "a: 1\n")
+        .file("/app/conf/b.yaml", "b: 2\n")
+        .server(TestServer::HttpEcho { port: 8080 })
+        .start()
+        .unwrap()
+}
+
+fn pod_named(cluster: &TestCluster, name: &str) -> Pod {
+    cluster
+        .pod(name)
+        .server(TestServer::HttpEcho { port: 8080 })
+        .start()
+        .unwrap()
+}
+
+/// A working directory and a home with local credentials the session must hide.
+struct LocalSide {
+    cwd: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+fn local_side() -> LocalSide {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("local-note.txt"), "local only\n").unwrap();
+    // HOME is a temp dir (with local credentials to hide), so a toolchain under the real home
+    // (pyenv's python) is no longer local by default: say so in the project config.
+    let mut local = vec![];
+    if let Some(py) = support::python()
+        && let Some(prefix) = std::path::Path::new(&py).parent().and_then(|b| b.parent())
+    {
+        local.push(format!("^{}(/|$)", regex_escape(&prefix.to_string_lossy())));
+    }
+    std::fs::create_dir_all(cwd.path().join(".tether")).unwrap();
+    std::fs::write(
+        cwd.path().join(".tether/tether.json"),
+        format!(
+            r#"{{"feature": {{"fs": {{"mode": "read", "local": {}}}}}}}"#,
+            json_list(&local)
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".kube")).unwrap();
+    std::fs::write(home.path().join(".kube/config"), "secret: local\n").unwrap();
+    LocalSide { cwd, home }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+fn json_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|i| format!("\"{}\"", i.replace('\\', "\\\\")))
+        .collect();
+    format!("[{}]", quoted.join(","))
+}
+
+fn tether_exec(agent: &Agent, local: &LocalSide, args: &[&str]) -> Command {
+    let mut c = Command::new(artifact("tether"));
+    c.current_dir(local.cwd.path())
+        .args(["exec", "--agent", &agent.addr])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .env("HOME", local.home.path())
+        .arg("--")
+        .args(args);
+    c
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn python_lives_in_the_pod_but_keeps_local_paths_local() {
+    let Some(python) = support::python() else {
+        eprintln!("python3 not installed: skipped");
+        return;
+    };
+    let cluster = TestCluster::new("layer-py").unwrap();
+    let pod = pod(&cluster, "api");
+    // The service's backend is another pod (a pod reaching its own service needs hairpin NAT).
+    let backend = pod_named(&cluster, "backend");
+    let svc = cluster.expose("backend-svc", 80, &backend, 8080).unwrap();
+    let agent = start_agent(&pod);
+    let local = local_side();
+    let script = format!(
+        r#"
+import os, socket, subprocess, urllib.request
+print("file", open("/app/data.txt").read().strip())
+print("listdir", sorted(os.listdir("/app/conf")))
+print("env", os.environ.get("POD_GREETING"))
+print("hostname", socket.gethostname())
+print("dns", socket.gethostbyname("{dns}"))
+body = urllib.request.urlopen("http://{svc_name}:80/via-service", timeout=10).read().decode()
+print("service", "/via-service" in body)
+r = subprocess.run(["cat", "/app/data.txt"], env={{"PATH": "/usr/bin:/bin"}}, capture_output=True, text=True)
+print("child", r.stdout.strip())
+print("cwd", open("local-note.txt").read().strip())
+print("usr", os.path.isdir("/usr/lib"))
+print("proc", open("/proc/self/status").readline().startswith("Name:"))
+try:
+    open(os.path.expanduser("~/.kube/config"))
+    print("kube visible")
+except FileNotFoundError:
+    print("kube hidden")
+"#,
+        dns = pod.dns_name(),
+        svc_name = svc.dns_name,
+    );
+    let out = tether_exec(&agent, &local, &[&python, "-c", &script])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    for e in [
+        "file remote payload".to_string(),
+        "listdir ['a.yaml', 'b.yaml']".into(),
+        "env hi from the pod env".into(),
+        "hostname layer-pod".into(),
+        format!("dns {}", pod.ip()),
+        "service True".into(),
+        "child remote payload".into(),
+        "cwd local only".into(),
+        "usr True".into(),
+        "proc True".into(),
+        "kube hidden".into(),
+    ] {
+        assert!(s.contains(&e), "missing {e:?}\n{}", show(&out));
+    }
+}
+
+#[test]
+fn c_and_java_read_pod_files_and_reach_the_cluster_only_service() {
+    let cluster = TestCluster::new("layer-cj").unwrap();
+    let pod = pod(&cluster, "api");
+    let backend = pod_named(&cluster, "backend");
+    let svc = cluster.expose("backend-svc", 80, &backend, 8080).unwrap();
+    let agent = start_agent(&pod);
+    let local = local_side();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = support::compile_c(
+        dir.path(),
+        "svc",
+        r#"
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char buf[512] = {0};
+    FILE *f = fopen("/app/data.txt", "r");
+    if (!f || !fgets(buf, sizeof buf, f)) { perror("fopen"); return 10; }
+    printf("file %s", buf);
+    struct addrinfo hints = {0}, *res;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(argv[1], "80", &hints, &res);
+    if (rc) { printf("dns %s\n", gai_strerror(rc)); return 11; }
+    int s = socket(res->ai_family, SOCK_STREAM, 0);
+    if (connect(s, res->ai_addr, res->ai_addrlen)) { perror("connect"); return 12; }
+    const char *req = "GET /from-c HTTP/1.0\r\nHost: x\r\n\r\n";
+    if (write(s, req, strlen(req)) < 0) return 13;
+    ssize_t n = read(s, buf, sizeof buf - 1);
+    printf("http %.12s\n", n > 0 ? buf : "");
+    if (fork() == 0) { execlp("cat", "cat", "/app/conf/a.yaml", (char *)0); _exit(127); }
+    return 0;
+}
+"#,
+        &["-O2"],
+    );
+    let out = tether_exec(
+        &agent,
+        &local,
+        &[bin.to_str().unwrap(), &svc.dns_name.clone()],
+    )
+    .output()
+    .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(s.contains("file remote payload"), "{}", show(&out));
+    assert!(s.contains("http HTTP/1."), "{}", show(&out));
+
+    if Command::new("java").arg("-version").output().is_err() {
+        eprintln!("java not installed: Java part skipped");
+        return;
+    }
+    let src = dir.path().join("Svc.java");
+    std::fs::write(
+        &src,
+        format!(
+            r#"
+import java.net.*; import java.nio.file.*; import java.io.*;
+public class Svc {{
+    public static void main(String[] a) throws Exception {{
+        System.out.println("file " + Files.readString(Path.of("/app/data.txt")).trim());
+        InetAddress ia = InetAddress.getByName("{svc}");
+        try (Socket s = new Socket(ia, 80)) {{
+            s.getOutputStream().write("GET /from-java HTTP/1.0\r\nHost: x\r\n\r\n".getBytes());
+            String status = new BufferedReader(new InputStreamReader(s.getInputStream())).readLine();
+            System.out.println("http " + status);
+        }}
+        System.out.println("env " + System.getenv("POD_GREETING"));
+    }}
+}}
+"#,
+            svc = svc.dns_name.clone()
+        ),
+    )
+    .unwrap();
+    let out = tether_exec(&agent, &local, &["java", src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(s.contains("file remote payload"), "{}", show(&out));
+    assert!(s.contains("http HTTP/1.0 200"), "{}", show(&out));
+    assert!(s.contains("env hi from the pod env"), "{}", show(&out));
+}
+
+#[test]
+fn node_lists_pod_dirs_and_resolves_pod_names() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("node not installed: skipped");
+        return;
+    }
+    let cluster = TestCluster::new("layer-node").unwrap();
+    let pod = pod(&cluster, "api");
+    let agent = start_agent(&pod);
+    let local = local_side();
+    let script = format!(
+        r#"
+const fs = require("fs"), dns = require("dns"), cp = require("child_process");
+console.log("readdir", fs.readdirSync("/app/conf").sort().join(","));
+console.log("stat", fs.statSync("/app/data.txt").size);
+console.log("child", cp.execSync("cat /app/data.txt").toString().trim());
+console.log("local", fs.readFileSync("local-note.txt", "utf8").trim());
+dns.lookup("{dns}", {{ family: 4 }}, (err, addr) => console.log("lookup", err ? err.code : addr));
+"#,
+        dns = pod.dns_name()
+    );
+    let out = tether_exec(&agent, &local, &["node", "-e", &script])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    for e in [
+        "readdir a.yaml,b.yaml".to_string(),
+        format!("stat {}", "remote payload\n".len()),
+        "child remote payload".into(),
+        "local local only".into(),
+        format!("lookup {}", pod.ip()),
+    ] {
+        assert!(s.contains(&e), "missing {e:?}\n{}", show(&out));
+    }
+}
+
+#[test]
+fn killed_agent_fails_the_next_hooked_call_within_a_second() {
+    let Some(python) = support::python() else {
+        eprintln!("python3 not installed: skipped");
+        return;
+    };
+    let cluster = TestCluster::new("layer-kill").unwrap();
+    let pod = pod(&cluster, "api");
+    let mut agent = start_agent(&pod);
+    let local = local_side();
+    let script = r#"
+import sys, time
+print("first", open("/app/data.txt").read().strip(), flush=True)
+sys.stdin.readline()
+t = time.time()
+try:
+    open("/app/data.txt").read()
+    print("second read worked", flush=True)
+except OSError as e:
+    print("failed errno=%d after=%.3f" % (e.errno, time.time() - t), flush=True)
+"#;
+    let mut child = tether_exec(&agent, &local, &[&python, "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "first remote payload");
+    agent.kill();
+    // Give the session a moment to see the agent go.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"go\n");
+    drop(stdin);
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+    let _ = child.wait();
+    let elapsed = started.elapsed();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+    eprintln!("after the agent died ({elapsed:?}):\n{rest}\nstderr:\n{err}");
+    assert!(!rest.contains("second read worked"), "{rest}\n{err}");
+    let line = rest
+        .lines()
+        .find(|l| l.starts_with("failed"))
+        .unwrap_or_else(|| panic!("the hooked call did not fail: {rest}\n{err}"));
+    let after: f64 = line.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(after < 1.0, "{line}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
