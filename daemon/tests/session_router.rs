@@ -764,3 +764,30 @@ async fn agent_that_stops_reading_does_not_hang_senders() {
     assert!(err.to_string().contains("did not answer"), "{err}");
     stuck.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_destinations_get_an_ipv6_interceptor() {
+    common::init_tracing();
+    let agent = FakeAgent::start(standard_handler()).await;
+    let session = session_with(&agent, SessionOptions::default(), ListenKind::Tcp).await;
+    let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+    let got = blocking(move || {
+        let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 1000, 1)).unwrap();
+        let remote: SocketAddr = "[fd00::5]:443".parse().unwrap();
+        let LayerResponse::Intercepted { interceptor, .. } =
+            l.request(1, LayerRequest::ConnectTcp { remote }).unwrap()
+        else {
+            panic!("not intercepted");
+        };
+        // An AF_INET6 socket must be able to connect there (::1, or v4-mapped 127.0.0.1).
+        assert!(interceptor.is_ipv6(), "{interceptor}");
+        let mut s = StdStream::connect(interceptor).unwrap();
+        s.write_all(b"v6").unwrap();
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).unwrap();
+        buf
+    })
+    .await
+    .unwrap();
+    assert_eq!(&got, b"V6");
+}
