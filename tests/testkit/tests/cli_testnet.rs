@@ -63,10 +63,30 @@ impl Drop for NetworkGuard {
     }
 }
 
-fn temp_root(name: &str) -> PathBuf {
+/// A container root directory, removed on drop (also when the test fails).
+struct TempRoot(PathBuf);
+
+impl TempRoot {
+    fn to_str(&self) -> Option<&str> {
+        self.0.to_str()
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        // Mounts live in the containers' own namespaces, so this is a plain directory here.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_root(name: &str) -> TempRoot {
     let dir = std::env::temp_dir().join(unique(&format!("tt-root-{name}-")));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempRoot(dir)
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -313,7 +333,6 @@ fn network_sandbox_run_exec_service_dns_roundtrip() {
         // Only empty mount points were added to the roots; no mount is left on them.
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mounts.contains(r.to_str().unwrap()));
-        std::fs::remove_dir_all(r).unwrap();
     }
 }
 
@@ -387,7 +406,7 @@ fn cleanup_sweeps_networks_of_dead_owners() {
         !routes.contains(net["subnet"].as_str().unwrap()),
         "{routes}"
     );
-    std::fs::remove_dir_all(root).unwrap();
+    drop(root);
 }
 
 #[test]
