@@ -129,4 +129,42 @@ async fn pod_names_search_list_hosts_and_reverse() {
         c.call(reverse(unknown)).await.unwrap_err().errno,
         libc::ENOENT
     );
+
+    // A nameserver that never answers: the lookup fails with EAGAIN after the pod's own
+    // `timeout`/`attempts`, and meanwhile other requests of the session are answered at once.
+    // (The file is bind-mounted into the pod: write it in place.)
+    let silent = IpAddr::from([gw[0], gw[1], gw[2], 251]);
+    std::fs::write(
+        pod.sandbox.etc_dir.join("resolv.conf"),
+        format!("nameserver {silent}\noptions timeout:1 attempts:1\n"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let slow = c
+        .start_request(Request::Dns(DnsRequest::Lookup {
+            name: "anything.example".into(),
+            family: Family::V4,
+        }))
+        .await;
+    let quick = c
+        .start_request(Request::File(tether_protocol::file::FileRequest::Stat {
+            path: "/etc/app.conf".into(),
+            follow: true,
+        }))
+        .await;
+    match c.answer(quick).await {
+        tether_protocol::agent::AgentMessage::Response { result: Ok(_), .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "a slow lookup held up a file request"
+    );
+    match c.answer(slow).await {
+        tether_protocol::agent::AgentMessage::Response { result: Err(e), .. } => {
+            assert_eq!(e.errno, libc::EAGAIN, "{e:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
 }
