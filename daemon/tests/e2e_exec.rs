@@ -497,3 +497,60 @@ fn whole_port_steal_over_a_tcp_session_and_sigint_is_forwarded() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("\"instance\":\"api\""), "{s}");
 }
+
+#[test]
+fn mirror_copies_pod_traffic_to_the_local_app() {
+    let cluster = TestCluster::new("exec-mirror").unwrap();
+    let pod = pod(&cluster);
+    let client = cluster.pod("client").start().unwrap();
+    let agent = start_agent(&pod);
+
+    let cwd = tempfile::tempdir().unwrap();
+    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir(cwd.path().join(".tether")).unwrap();
+    std::fs::write(
+        cwd.path().join(".tether/tether.json"),
+        format!(r#"{{ "feature": {{ "network": {{ "incoming": {{ "mode": "mirror", "port_mapping": [[{local_port}, 8080]] }} }} }} }}"#),
+    )
+    .unwrap();
+    // The app records each request path; what it answers is dropped.
+    let hits = cwd.path().join("hits.txt");
+    let app = LOCAL_APP.replace(
+        "body = (",
+        &format!(
+            "open({:?}, 'a').write(self.path + '\\n'); body = (",
+            hits.display().to_string()
+        ),
+    );
+    std::fs::write(cwd.path().join("app.py"), app).unwrap();
+    let mut tether = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args(["exec", "--agent", &agent.addr, "--"])
+        .args(["python3", "app.py", &local_port.to_string()])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let url = format!("http://{}:8080/mirrored", pod.ip());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut copied = false;
+    while std::time::Instant::now() < deadline && !copied {
+        let out = client.exec(["curl", "-s", "-m", "5", &url]).unwrap();
+        let s = String::from_utf8_lossy(&out.stdout);
+        // The pod's own server answers every request, mirrored or not.
+        assert!(s.contains("\"instance\":\"api\""), "{s}");
+        assert!(!s.contains("local-app"), "{s}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        copied = std::fs::read_to_string(&hits).is_ok_and(|h| h.contains("/mirrored"));
+    }
+    assert!(copied, "the local app never saw a copy");
+    // SAFETY: plain kill of our own child.
+    unsafe { libc::kill(tether.id() as i32, libc::SIGTERM) };
+    tether.wait().unwrap();
+}
