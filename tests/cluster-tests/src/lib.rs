@@ -32,6 +32,20 @@ pub fn cluster() -> anyhow::Result<Cluster> {
             "test cluster: needs root (network namespaces, mounts)\nhelp: run the tests as root, as CI does"
         );
     }
+    // The node maps test images to these binaries; without them sample pods sit in
+    // ErrImagePull and every test would time out instead of saying why.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    for bin in ["tether-agent", "tether-testsrv"] {
+        let path = target.join("debug").join(bin);
+        if !path.exists() {
+            bail!(
+                "test cluster: {} is not built\nhelp: cargo build -p tether-agent -p tether-testkit (tests/run builds the workspace first)",
+                path.display()
+            );
+        }
+    }
     let up = repo_root().join("tests/cluster/up");
     let out = Command::new(&up)
         .output()
