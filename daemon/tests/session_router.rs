@@ -791,3 +791,56 @@ async fn ipv6_destinations_get_an_ipv6_interceptor() {
     .unwrap();
     assert_eq!(&got, b"V6");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debugger_ignored_and_unlisted_ports_are_never_subscribed() {
+    common::init_tracing();
+    let agent = FakeAgent::start(standard_handler()).await;
+    let options = SessionOptions {
+        ignore_ports: vec![7000],
+        only_ports: vec![8080],
+        ..SessionOptions::default()
+    };
+    let session = session_with(&agent, options, ListenKind::Unix).await;
+    let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+    blocking(move || {
+        let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 1100, 1)).unwrap();
+        for (i, port) in [9229u16, 5678, 7000, 9090].into_iter().enumerate() {
+            let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let r = l.request(
+                i as u64,
+                LayerRequest::Listen {
+                    local,
+                    remote_port: port,
+                },
+            );
+            assert_eq!(r.unwrap(), LayerResponse::Done, "port {port}");
+        }
+        // 8080 is listed: it is subscribed.
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        l.request(
+            9,
+            LayerRequest::Listen {
+                local,
+                remote_port: 8080,
+            },
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let subscribed: Vec<u16> = agent
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            ClientMessage::Request {
+                body: Request::Incoming(IncomingRequest::Subscribe { port, .. }),
+                ..
+            } => Some(*port),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(subscribed, vec![8080]);
+}

@@ -42,7 +42,9 @@ pub(crate) async fn listen(
     };
     if policy.ignore_ports.contains(&remote_port)
         || policy.ignore_ports.contains(&local.port())
-        || (!policy.only_ports.is_empty() && !policy.only_ports.contains(&remote_port))
+        || (!policy.only_ports.is_empty()
+            && !policy.only_ports.contains(&remote_port)
+            && !policy.only_ports.contains(&local.port()))
     {
         return Ok(LayerResponse::Done);
     }
