@@ -18,7 +18,9 @@ use tether_protocol::agent::{
     AgentHello, AgentMessage, ClientMessage, Request, Response, TargetInfo,
 };
 use tether_protocol::codec::FrameCodec;
+use tether_protocol::file::FileResponse;
 use tether_protocol::incoming::{IncomingRequest, IncomingResponse};
+use tether_protocol::outgoing::StreamMessage;
 use tether_protocol::{
     AgentError, CodecError, PROTOCOL_VERSION, RemoteError, RequestId, is_agent_conn_id, negotiate,
 };
@@ -234,6 +236,22 @@ async fn feed(sink: &mut Sink, msg: AgentMessage) -> Result<(), ()> {
         AgentMessage::Response { id, .. } | AgentMessage::Failed { id, .. } => Some(*id),
         _ => None,
     };
+    // Reserve room for a large payload up front: the encoder would otherwise grow the buffer in
+    // steps, copying megabytes several times.
+    let payload = match &msg {
+        AgentMessage::Response {
+            result:
+                Ok(Response::File(FileResponse::Data(d) | FileResponse::Contents { data: d, .. })),
+            ..
+        } => d.len(),
+        AgentMessage::Stream(
+            StreamMessage::Data { data, .. } | StreamMessage::Datagram { data, .. },
+        ) => data.len(),
+        _ => 0,
+    };
+    if payload > 64 * 1024 {
+        sink.write_buffer_mut().reserve(payload + 64);
+    }
     let e = match sink.feed(msg).await {
         Ok(()) => return Ok(()),
         Err(e) => e,

@@ -326,22 +326,24 @@ impl OpenFile {
         Ok(())
     }
 
+    /// Appends up to `want` bytes from one `read(2)` to `out`. Reads into spare capacity: zeroing
+    /// megabytes first would cost as much as the read.
     fn read_raw(&self, out: &mut Vec<u8>, want: usize) -> io::Result<usize> {
-        let start = out.len();
-        out.resize(start + want, 0);
-        let r = loop {
-            // SAFETY: the destination has `want` writable bytes.
-            let n = unsafe { libc::read(self.fd(), out[start..].as_mut_ptr().cast(), want) };
+        out.reserve(want);
+        loop {
+            let spare = out.spare_capacity_mut();
+            // SAFETY: `spare` has at least `want` writable bytes; read(2) writes at most that.
+            let n = unsafe { libc::read(self.fd(), spare.as_mut_ptr().cast(), want) };
             if n >= 0 {
-                break Ok(n as usize);
+                // SAFETY: the kernel initialized the first `n` spare bytes.
+                unsafe { out.set_len(out.len() + n as usize) };
+                return Ok(n as usize);
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
-                break Err(e);
+                return Err(e);
             }
-        };
-        out.truncate(start + *r.as_ref().unwrap_or(&0));
-        r
+        }
     }
 
     /// Reads up to `len` bytes at the current offset. Small reads of regular files fill a
