@@ -13,8 +13,10 @@ import (
 // bound into the container root at /tether/bin/<name> (or none: the host's /usr is
 // already there) and the image's default entrypoint.
 type imageProgram struct {
-	hostBin    string
-	entrypoint []string
+	hostBin    string   // host program, bound at binPath
+	binPath    string   // path inside the container root
+	entrypoint []string // Docker ENTRYPOINT
+	cmd        []string // Docker CMD: default args, replaced by the container's args
 }
 
 type errImagePull struct{ msg string }
@@ -43,7 +45,7 @@ func (c config) resolveImage(image string) (*imageProgram, error) {
 		if st, err := os.Stat(hostBin); err != nil || st.IsDir() {
 			return nil, &errImagePull{fmt.Sprintf("image %q maps to %s, which is not built (cargo build)", image, hostBin)}
 		}
-		return &imageProgram{hostBin: hostBin, entrypoint: append([]string{"/tether/bin/" + name}, args...)}, nil
+		return &imageProgram{hostBin: hostBin, binPath: "/tether/bin/" + name, entrypoint: append([]string{"/tether/bin/" + name}, args...)}, nil
 	}
 	switch {
 	case strings.Contains(image, "tether-agent"):
@@ -55,7 +57,8 @@ func (c config) resolveImage(image string) (*imageProgram, error) {
 			return bin(c.testsrvBin, "tether-testsrv", base)
 		}
 	case base == "busybox":
-		return &imageProgram{entrypoint: []string{"/bin/sh"}}, nil
+		// Like the real image: no ENTRYPOINT, CMD ["sh"].
+		return &imageProgram{cmd: []string{"sh"}}, nil
 	}
 	return nil, &errImagePull{fmt.Sprintf("failed to pull and unpack image %q: failed to resolve reference %q: %s: not found", image, image, image)}
 }

@@ -673,12 +673,16 @@ func (p *provider) buildCmd(pr *podRun, c *ctrRun, prog *imageProgram) (*exec.Cm
 		return nil, "", err
 	}
 	env := envs.vals
-	argv := c.spec.Command
-	args := c.spec.Args
-	if len(argv) == 0 {
-		argv = prog.entrypoint
+	// Docker/kubelet rules: command replaces ENTRYPOINT (and drops CMD); args replace CMD.
+	var full []string
+	switch {
+	case len(c.spec.Command) > 0:
+		full = append(append(full, c.spec.Command...), c.spec.Args...)
+	case len(c.spec.Args) > 0:
+		full = append(append(full, prog.entrypoint...), c.spec.Args...)
+	default:
+		full = append(append(full, prog.entrypoint...), prog.cmd...)
 	}
-	full := append(append([]string{}, argv...), args...)
 	for i := range full {
 		full[i] = expandVars(full[i], env)
 	}
@@ -716,7 +720,7 @@ func (p *provider) buildCmd(pr *podRun, c *ctrRun, prog *imageProgram) (*exec.Cm
 		flags = append(flags, "--bind", filepath.Join(pr.dir, "etc", f)+":/etc/"+f+":ro")
 	}
 	if prog.hostBin != "" {
-		flags = append(flags, "--bind", prog.hostBin+":"+strings.TrimPrefix(prog.entrypoint[0], "")+":ro")
+		flags = append(flags, "--bind", prog.hostBin+":"+prog.binPath+":ro")
 	}
 	mounts, err := p.volumeBinds(pr, c)
 	if err != nil {
