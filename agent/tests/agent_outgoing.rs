@@ -203,3 +203,72 @@ async fn tcp_to_a_cluster_only_service_and_udp_echo() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_pushes_back_instead_of_filling_memory() {
+    let net = Net::up("bp");
+    // Accepts one connection and never reads from it.
+    let sink = echo_pod(
+        &net,
+        "sink",
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket,time\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('0.0.0.0', 7002)); s.listen(1); c, _ = s.accept(); time.sleep(120)",
+        ],
+    );
+    let pod = sleeper(&net, "web", &[]);
+    let agent = Agent::start(pod.pid(), &[]).await;
+    let agent_pid = agent.child.id().unwrap();
+    let mut c = agent.client().await;
+    let remote = SocketAddr::from((sink.sandbox.ip, 7002));
+    let mut opened = false;
+    for _ in 0..100 {
+        if c.call(Request::Outgoing(OutgoingRequest::ConnectTcp {
+            conn_id: 1,
+            remote,
+        }))
+        .await
+        .is_ok()
+        {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(opened, "the sink never listened");
+    // Offer 512 MiB: the agent must stop reading its link long before that.
+    let chunk = Payload(vec![0x5a; 256 * 1024]);
+    let mut sent = 0usize;
+    let offered = tokio::time::timeout(Duration::from_secs(5), async {
+        for _ in 0..2048 {
+            c.send(ClientMessage::Stream(StreamMessage::Data {
+                conn_id: 1,
+                data: chunk.clone(),
+            }))
+            .await;
+            sent += chunk.len();
+        }
+    })
+    .await;
+    assert!(
+        offered.is_err(),
+        "all 512 MiB went through: no backpressure"
+    );
+    assert!(
+        sent < 256 << 20,
+        "{sent} bytes accepted before the link pushed back"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{agent_pid}/status")).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 200 * 1024,
+        "agent RSS {rss_kib} KiB after {sent} bytes offered"
+    );
+}
