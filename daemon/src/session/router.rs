@@ -148,6 +148,11 @@ where
     };
     let pid = hello.pid;
     register(&shared, &hello);
+    // Unregisters even if this task panics or is cancelled, so the session can still end.
+    let _registration = Registration {
+        shared: shared.clone(),
+        pid,
+    };
     let answer = DaemonMessage::Hello(DaemonHello {
         protocol_version: version,
         policy: shared.policy.clone(),
@@ -176,7 +181,24 @@ where
             }
         }
     }
-    unregister(&shared, pid);
+}
+
+struct Registration {
+    shared: Arc<Shared>,
+    pid: u32,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        unregister(&self.shared, self.pid);
+    }
+}
+
+/// Spawns background cleanup if a runtime is still there (not during runtime shutdown).
+fn spawn_cleanup(f: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(f);
+    }
 }
 
 fn check_hello(shared: &Shared, hello: &LayerHello) -> Result<u32, String> {
@@ -229,7 +251,7 @@ fn unregister(shared: &Arc<Shared>, pid: u32) {
     } else {
         // An exec'd image reconnects with the same pid; if it never does, release after a while.
         let shared2 = shared.clone();
-        tokio::spawn(async move {
+        spawn_cleanup(async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let gone = shared2
                 .lock()
@@ -285,7 +307,7 @@ fn release_process(shared: &Arc<Shared>, pid: u32) {
         "process gone: releasing its remote state"
     );
     let agent = shared.agent.clone();
-    tokio::spawn(async move {
+    spawn_cleanup(async move {
         for fd in fds {
             let _ = agent
                 .request(Request::File(FileRequest::Close { fd }))
