@@ -554,3 +554,26 @@ fn mirror_copies_pod_traffic_to_the_local_app() {
     unsafe { libc::kill(tether.id() as i32, libc::SIGTERM) };
     tether.wait().unwrap();
 }
+
+#[test]
+fn invalid_config_is_reported_before_anything_runs() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join(".tether")).unwrap();
+    std::fs::write(
+        cwd.path().join(".tether/tether.toml"),
+        "[feature.network.incoming]\nmdoe = \"steal\"\n",
+    )
+    .unwrap();
+    let marker = cwd.path().join("ran");
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args(["exec", "--agent", "127.0.0.1:1", "--token", "t", "--"])
+        .args(["touch", marker.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("tether.toml:2:1"), "{err}");
+    assert!(err.contains("mode"), "no suggestion: {err}");
+    assert!(!marker.exists(), "the command ran despite the bad config");
+}
