@@ -281,7 +281,9 @@ mod tests {
         body.push(253); // varint marker: a u64 length follows
         body.extend_from_slice(&u64::MAX.to_le_bytes());
         let err = decode::<ClientMessage>(&body).unwrap_err();
-        let CodecError::Malformed(why) = err else { panic!("{err:?}") };
+        let CodecError::Malformed(why) = err else {
+            panic!("{err:?}")
+        };
         assert!(why.to_lowercase().contains("limit"), "{why}");
     }
 }
