@@ -145,6 +145,27 @@ else
   bad "Job completion" "$(k -n "$ns" get pods -o wide 2>&1)"
 fi
 
+# Deleting a pod: SIGTERM reaches the container, the pod is gone quickly and its netns too.
+k -n "$ns" run sleeper --image=busybox:1.36 --restart=Never -- \
+  sh -c 'trap "echo got TERM; exit 0" TERM; echo started; while true; do sleep 1; done' >/dev/null
+sleeper_running() { [[ "$(k -n "$ns" get pod sleeper -o jsonpath='{.status.phase}')" == Running ]]; }
+if poll 30 sleeper_running; then
+  uid=$(k -n "$ns" get pod sleeper -o jsonpath='{.metadata.uid}')
+  cid=$(k -n "$ns" get pod sleeper -o jsonpath='{.status.containerStatuses[0].containerID}')
+  netns=$(sed -n 's/.*"netns": "\(.*\)".*/\1/p' "$TETHER_CONTAINER_STATE_DIR/${cid#tether-test://}.json")
+  start=$SECONDS
+  k -n "$ns" delete pod sleeper --timeout=20s >/dev/null 2>&1
+  took=$((SECONDS - start))
+  sandbox_gone() { [[ ! -e "$netns" ]] && ! ls "$TETHER_CLUSTER_DIR"/pods/ | grep -q "$uid"; }
+  if ! k -n "$ns" get pod sleeper >/dev/null 2>&1 && [[ $took -le 10 && -n "$netns" ]] && poll 5 sandbox_gone; then
+    ok "deleted pod gone in ${took}s with its netns and files"
+  else
+    bad "pod deletion" "took=${took}s netns=$netns"
+  fi
+else
+  bad "pod deletion: sleeper never ran"
+fi
+
 # 7. Pod Security admission refuses a privileged pod in the restricted namespace
 out=$(k -n tether-restricted run priv --image=busybox:1.36 --restart=Never \
   --overrides='{"spec":{"containers":[{"name":"priv","image":"busybox:1.36","command":["true"],"securityContext":{"privileged":true}}]}}' 2>&1)

@@ -23,6 +23,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
@@ -195,8 +196,20 @@ func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 		p.mu.Lock()
 		p.notifyLocked(pr)
 		p.mu.Unlock()
-		// Let VK see the terminal status before the pod disappears from GetPod.
-		time.Sleep(2 * time.Second)
+		// Let VK write the terminal status, then finish the deletion as a kubelet
+		// does once the containers are gone (VK alone waits out the whole grace period).
+		time.Sleep(time.Second)
+		zero := int64(0)
+		uid := pod.UID
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := p.client.CoreV1().Pods(pod.Namespace).Delete(dctx, pod.Name, metav1.DeleteOptions{
+			GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid},
+		})
+		cancel()
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			log.G(ctx).WithError(err).Warn("deleting terminated pod")
+		}
+		time.Sleep(time.Second)
 		p.mu.Lock()
 		if cur, ok := p.pods[key(pod.Namespace, pod.Name)]; ok && cur == pr {
 			delete(p.pods, key(pod.Namespace, pod.Name))
