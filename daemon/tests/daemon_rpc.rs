@@ -38,7 +38,7 @@ async fn daemon_info_capabilities_and_registered_methods_agree() {
         json!(["targets.watch", "session.events"])
     );
     assert_eq!(caps["sessions"], json!(true));
-    assert_eq!(caps["agent_launcher"], json!(false));
+    assert_eq!(caps["agent_launcher"], json!(true));
     assert_eq!(METHODS.len(), 14);
     // `[]` params are accepted for methods without params.
     assert!(rpc(&m, "daemon.info", json!([])).await.is_ok());
@@ -329,23 +329,18 @@ async fn session_methods_without_the_router() {
     .await
     .unwrap_err();
     assert_eq!(error_kind(&e), "config_invalid");
-    // A valid config without an agent: the launcher is missing, said with a typed error.
+    // A valid config without an agent: the launcher needs a kubeconfig, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("libtether_layer.so");
+    std::fs::write(&layer, b"not loaded").unwrap();
     let e = rpc(
         &m,
         "session.start",
-        json!({"config": {"text": "{}"}, "target": "pod/api"}),
+        json!({"config": {"text": "{}"}, "target": "pod/api", "layer": layer}),
     )
     .await
     .unwrap_err();
-    assert_eq!(error_kind(&e), "unavailable");
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("session start needs the agent launcher"),
-        "{e}"
-    );
-    assert_eq!(e["data"]["target"], json!("pod/api"));
+    assert_eq!(error_kind(&e), "kubeconfig", "{e}");
     assert_eq!(
         rpc(&m, "session.list", json!({})).await.unwrap(),
         json!({"sessions": []})

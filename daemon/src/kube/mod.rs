@@ -6,6 +6,7 @@
 //! tokens are handled by kube-rs. The daemon environment's `$KUBECONFIG` is used unless a request
 //! names a file, so frontends pass the `kubeconfig` key of the config file through.
 
+pub mod agent;
 pub mod targets;
 
 use std::{

@@ -67,6 +67,8 @@ pub struct DaemonState {
     pub targets: TargetCache,
     /// Sessions.
     pub sessions: SessionRegistry,
+    /// Agents started in the cluster, shared by sessions on the same target.
+    pub agents: crate::kube::agent::AgentPool,
     address: OnceLock<String>,
     started: Instant,
     started_at: u64,
@@ -96,6 +98,7 @@ impl DaemonState {
             kube: KubeManager::new(options.kubeconfig),
             targets: TargetCache::new(),
             sessions: SessionRegistry::new(),
+            agents: Default::default(),
             address: OnceLock::new(),
             started: Instant::now(),
             started_at: sessions::unix_now(),
@@ -629,7 +632,7 @@ fn session_not_found(id: &str) -> RpcError {
 /// Whether `session.start` works with an explicit agent (the session router is wired).
 pub const SESSIONS_AVAILABLE: bool = true;
 /// Whether `session.start` can start an agent in the cluster (the agent launcher is wired).
-pub const AGENT_LAUNCHER_AVAILABLE: bool = false;
+pub const AGENT_LAUNCHER_AVAILABLE: bool = true;
 
 /// A running server.
 #[derive(Debug)]

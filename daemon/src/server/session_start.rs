@@ -6,9 +6,10 @@
 //! stopped, its agent link drops, or no layer has been connected for the linger time.
 //!
 //! The agent comes from `agent` (address and token of a running `tether-agent`, as
-//! `tether exec --agent` takes them). Starting an agent in the cluster (Job + port-forward) is
-//! the agent launcher's job, which this build does not have: without `agent` the call fails with
-//! `unavailable`.
+//! `tether exec --agent` takes them) or, without it, from the agent launcher
+//! ([`crate::kube::agent`]): a Job next to the target (or the running one another session on that
+//! target started), reached through an API-server port-forward. The session gives its agent back
+//! when it ends; the last session of an agent removes the agent's Job.
 
 use std::{
     collections::BTreeMap,
@@ -19,6 +20,7 @@ use std::{
 
 use crate::{
     agent_link::{AgentClient, LinkOptions},
+    kube::agent::{AgentKey, AgentLease, LaunchRequest},
     session::{
         ListenKind, LocalContext, Session, SessionOptions, SessionParams,
         env::env_changes,
@@ -85,14 +87,6 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
         .map(|t| t.to_string())
         .unwrap_or_else(|| "targetless".to_owned());
 
-    let Some(agent) = p.agent.clone() else {
-        return Err(RpcError::new(
-            ErrorKind::Unavailable,
-            format!("session start needs the agent launcher to start an agent for {target}, which this daemon build does not have yet"),
-        )
-        .target(target)
-        .hint("run `tether-agent` next to the target and pass its address and token as `agent`"));
-    };
     let layer = find_layer(p.layer.as_deref())
         .map_err(|e| from_text(ErrorKind::Unavailable, &e.to_string()))?;
 
@@ -114,28 +108,126 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
     };
 
     let step = Instant::now();
-    entry.emit(SessionEvent::Progress {
-        step: "agent".into(),
-        message: format!("connecting to the agent at {}", agent.address),
-        done: false,
-    });
     let link = LinkOptions {
         session_id: id.clone(),
         ..LinkOptions::default()
     };
-    let (client, events) = AgentClient::connect(&agent.address, &agent.token, link)
-        .await
-        .map_err(|e| fail(from_text(ErrorKind::AgentUnavailable, &e.to_string())))?;
-    entry.emit(SessionEvent::Progress {
-        step: "agent".into(),
-        message: format!(
-            "connected to {} in {} ms",
-            client.hello().agent,
-            step.elapsed().as_millis()
-        ),
-        done: true,
-    });
+    let (client, events, lease) = match p.agent.clone() {
+        Some(agent) => {
+            entry.emit(SessionEvent::Progress {
+                step: "agent".into(),
+                message: format!("connecting to the agent at {}", agent.address),
+                done: false,
+            });
+            let (client, events) = AgentClient::connect(&agent.address, &agent.token, link)
+                .await
+                .map_err(|e| fail(from_text(ErrorKind::AgentUnavailable, &e.to_string())))?;
+            entry.emit(SessionEvent::Progress {
+                step: "agent".into(),
+                message: format!(
+                    "connected to {} in {} ms",
+                    client.hello().agent,
+                    step.elapsed().as_millis()
+                ),
+                done: true,
+            });
+            (client, events, None)
+        }
+        None => {
+            // No agent given: start one next to the target (or reuse the running one).
+            let kube = s
+                .kube
+                .target(cfg.kubeconfig.as_deref(), cfg.kube_context.as_deref())
+                .await
+                .map_err(fail)?;
+            let namespace = cfg
+                .target
+                .namespace
+                .clone()
+                .unwrap_or_else(|| kube.namespace.clone());
+            let key = AgentKey {
+                context: kube.context.clone(),
+                namespace,
+                target: target.clone(),
+                flavour: format!(
+                    "{:?}|{:?}|{}",
+                    cfg.agent.namespace, cfg.agent.image, cfg.agent.ephemeral
+                ),
+            };
+            let path = cfg
+                .target()
+                .cloned()
+                .unwrap_or(tether_config::Target::Targetless);
+            let emit = |step: &str, message: String, done: bool| {
+                entry.emit(SessionEvent::Progress {
+                    step: step.to_owned(),
+                    message,
+                    done,
+                });
+            };
+            let req = LaunchRequest {
+                client: kube.client.clone(),
+                key,
+                target: &path,
+                config: &cfg.agent,
+                link,
+            };
+            let (lease, client, events) = s
+                .agents
+                .acquire(req, &emit)
+                .await
+                .map_err(|e| fail(e.into_rpc(&target)))?;
+            tracing::info!(
+                session = %id,
+                agent = %lease.agent.name,
+                reused = !lease.started,
+                ms = step.elapsed().as_millis() as u64,
+                "agent connected"
+            );
+            (client, events, Some(lease))
+        }
+    };
+    let prepared = prepare(&p, &cfg, &entry, &fail, client, events, &id, &layer).await;
+    let (session, env, unset, warnings) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(l) = lease {
+                s.agents.release(l).await;
+            }
+            return Err(e);
+        }
+    };
+    entry.emit(SessionEvent::Ready);
+    let linger = p
+        .linger_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_LINGER);
+    // Counted before the task runs, so a shutdown right now still waits for it.
+    s.session_tasks.send_modify(|n| *n += 1);
+    tokio::spawn(own_session(s.clone(), entry, session, linger, lease));
+    tracing::info!(session = %id, %target, "session started");
+    Ok(SessionStarted {
+        id,
+        env,
+        unset,
+        warnings,
+    })
+}
 
+type Prepared = (Session, BTreeMap<String, String>, Vec<String>, Vec<String>);
+
+/// After the agent answered: the pod's env, the session router, the debuggee's env.
+#[allow(clippy::too_many_arguments)]
+async fn prepare(
+    p: &SessionStartParams,
+    cfg: &tether_config::TetherConfig,
+    entry: &Arc<SessionEntry>,
+    fail: &(dyn Fn(RpcError) -> RpcError + Send + Sync),
+    client: AgentClient,
+    events: tokio::sync::mpsc::Receiver<crate::agent_link::AgentEvent>,
+    id: &str,
+    layer: &std::path::Path,
+) -> Result<Prepared, RpcError> {
     let mut warnings = Vec::new();
     let pod_env = if cfg.feature.env.is_disabled() {
         Vec::new()
@@ -182,8 +274,8 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
         client,
         events,
         SessionParams {
-            id: id.clone(),
-            options: SessionOptions::from_config(&cfg),
+            id: id.to_owned(),
+            options: SessionOptions::from_config(cfg),
             local,
             listen: ListenKind::Unix,
         },
@@ -198,7 +290,7 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
 
     let mut env = BTreeMap::new();
     let mut unset = Vec::new();
-    for (k, v) in debuggee_env(&session, &changes, &layer, None) {
+    for (k, v) in debuggee_env(&session, &changes, layer, None) {
         match v {
             Some(v) => {
                 env.insert(k, v.to_string_lossy().into_owned());
@@ -206,21 +298,7 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
             None => unset.push(k),
         }
     }
-    entry.emit(SessionEvent::Ready);
-    let linger = p
-        .linger_ms
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_LINGER);
-    // Counted before the task runs, so a shutdown right now still waits for it.
-    s.session_tasks.send_modify(|n| *n += 1);
-    tokio::spawn(own_session(s.clone(), entry, session, linger));
-    tracing::info!(session = %id, %target, "session started");
-    Ok(SessionStarted {
-        id,
-        env,
-        unset,
-        warnings,
-    })
+    Ok((session, env, unset, warnings))
 }
 
 /// Owns a running session until it ends, keeping the registry's view of it current.
@@ -229,6 +307,7 @@ async fn own_session(
     entry: Arc<SessionEntry>,
     session: Session,
     linger: Duration,
+    lease: Option<AgentLease>,
 ) {
     let id = entry.info().id;
     let started = Instant::now();
@@ -279,6 +358,9 @@ async fn own_session(
         s.sessions.end(&id, reason, message);
     }
     session.shutdown().await;
+    if let Some(l) = lease {
+        s.agents.release(l).await;
+    }
     s.session_tasks.send_modify(|n| *n = n.saturating_sub(1));
     tracing::info!(session = %id, ?reason, "session ended");
 }

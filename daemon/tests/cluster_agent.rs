@@ -1,0 +1,291 @@
+//! The agent launcher against the real test cluster (tests/cluster): `session.start` without an
+//! `agent` starts the agent Job on the target's node through the real API server, connects
+//! through a real port-forward, and reports each start failure by its cause.
+//!
+//! Needs root (the cluster brings itself up with tests/cluster/up, or reuses the running one)
+//! and the workspace's `tether-agent` built (the test node maps the agent image to it).
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use kube::{Api, api::ListParams};
+use serde_json::{Value, json};
+use support::rpc;
+use tether::server::{DaemonState, rpc_module};
+
+const SAMPLES: &str = "tether-samples";
+
+struct Cluster {
+    env: std::collections::HashMap<String, String>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Brings the cluster up (or reuses it) and reads its env file.
+fn cluster() -> Cluster {
+    let out = std::process::Command::new(repo_root().join("tests/cluster/up"))
+        .output()
+        .expect("running tests/cluster/up");
+    assert!(
+        out.status.success(),
+        "tests/cluster/up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = std::env::var("TETHER_CLUSTER_DIR").unwrap_or_else(|_| "/run/tether-cluster".into());
+    let text = std::fs::read_to_string(Path::new(&dir).join("env")).unwrap();
+    Cluster {
+        env: text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
+
+impl Cluster {
+    fn var(&self, k: &str) -> PathBuf {
+        PathBuf::from(&self.env[k])
+    }
+
+    async fn admin(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.var("TETHER_ADMIN_KUBECONFIG")).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    }
+}
+
+fn layer_file(dir: &Path) -> PathBuf {
+    let layer = dir.join("libtether_layer.so");
+    std::fs::write(&layer, b"not loaded by these tests").unwrap();
+    layer
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{n:x}")
+}
+
+/// session.start params for `target` in the samples namespace with `agent` config on top.
+fn params(dir: &Path, target: &str, mut agent: Value) -> Value {
+    // No requests/limits: the test node reports every pod as BestEffort, and the API server
+    // refuses a status whose QoS class differs from the spec's (Burstable with tether's defaults).
+    if agent.get("resources").is_none() {
+        agent["resources"] = json!({});
+    }
+    let config = json!({"agent": agent}).to_string();
+    json!({
+        "config": {"text": config, "cwd": dir},
+        "target": target,
+        "namespace": SAMPLES,
+        "layer": layer_file(dir),
+        "linger_ms": 200,
+    })
+}
+
+async fn jobs_labelled(client: &kube::Client, ns: &str, case: &str) -> Vec<String> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    jobs.list(&ListParams::default().labels(&format!("tether.test/case={case}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .filter_map(|j| j.metadata.name)
+        .collect()
+}
+
+async fn secrets_labelled(client: &kube::Client, ns: &str, case: &str) -> usize {
+    let s: Api<Secret> = Api::namespaced(client.clone(), ns);
+    s.list(&ListParams::default().labels(&format!("tether.test/case={case}")))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+async fn wait_jobs_gone(client: &kube::Client, ns: &str, case: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if jobs_labelled(client, ns, case).await.is_empty()
+            && secrets_labelled(client, ns, case).await == 0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("agent Job/Secret of case {case} still there after 30 s");
+}
+
+fn state(kubeconfig: PathBuf) -> Arc<DaemonState> {
+    support::state(vec![kubeconfig])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launched_agent_serves_the_pod_env_is_reused_and_removed() {
+    let c = cluster();
+    let admin = c.admin().await;
+    let m = rpc_module(state(c.var("TETHER_ADMIN_KUBECONFIG")));
+    let dir = tempfile::tempdir().unwrap();
+    let case = unique("happy");
+    let p = params(
+        dir.path(),
+        "deployment/http-echo",
+        json!({"labels": {"tether.test/case": case}}),
+    );
+
+    let t = Instant::now();
+    let first = rpc(&m, "session.start", p.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cold = t.elapsed();
+    // The pod's env, resolved by the node from a configMapKeyRef, read by the agent.
+    assert_eq!(first["env"]["GREETING"], "hello-from-configmap", "{first}");
+    assert_eq!(first["env"]["API_TOKEN"], "s3cret-token");
+    let jobs = jobs_labelled(&admin, SAMPLES, &case).await;
+    assert_eq!(jobs.len(), 1, "one agent Job: {jobs:?}");
+
+    // A debug restart: a second session on the same target reuses the running agent.
+    let t = Instant::now();
+    let second = rpc(&m, "session.start", p.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let warm = t.elapsed();
+    assert_eq!(second["env"]["GREETING"], "hello-from-configmap");
+    assert_eq!(
+        jobs_labelled(&admin, SAMPLES, &case).await,
+        jobs,
+        "the same Job"
+    );
+    eprintln!("session.start cold {cold:?}, warm {warm:?}");
+    assert!(warm < cold, "reuse is faster: warm {warm:?} cold {cold:?}");
+
+    // Stopping one session keeps the agent for the other; stopping both removes it.
+    rpc(&m, "session.stop", json!({"id": first["id"]}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(jobs_labelled(&admin, SAMPLES, &case).await, jobs);
+    rpc(&m, "session.stop", json!({"id": second["id"]}))
+        .await
+        .unwrap();
+    wait_jobs_gone(&admin, SAMPLES, &case).await;
+}
+
+/// Starts a session expected to fail and returns the error message; checks nothing is left.
+async fn start_fails(
+    kubeconfig: PathBuf,
+    agent_ns: &str,
+    agent: Value,
+    case: &str,
+) -> (String, String, String) {
+    let c = cluster();
+    let admin = c.admin().await;
+    let m = rpc_module(state(kubeconfig));
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = agent;
+    agent["labels"] = json!({"tether.test/case": case});
+    agent["startup_timeout"] = json!(60);
+    let t = Instant::now();
+    let e = rpc(&m, "session.start", params(dir.path(), "pod/multi", agent))
+        .await
+        .expect_err("the start must fail");
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(40),
+        "reported early, not at the timeout: {took:?}: {e}"
+    );
+    wait_jobs_gone(&admin, agent_ns, case).await;
+    let kind = support::error_kind(&e);
+    (
+        kind,
+        e["message"].as_str().unwrap().to_owned(),
+        e["data"]["hint"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_agent_image_is_an_image_pull_error() {
+    let c = cluster();
+    let (kind, msg, hint) = start_fails(
+        c.var("TETHER_ADMIN_KUBECONFIG"),
+        SAMPLES,
+        json!({"image": "registry.invalid/nobody/no-such-image:0"}),
+        &unique("pull"),
+    )
+    .await;
+    assert_eq!(kind, "agent_unavailable");
+    assert!(
+        msg.contains("[image_pull]") && msg.contains("registry.invalid"),
+        "{msg}"
+    );
+    assert!(hint.contains("agent.image"), "{hint}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_namespace_is_an_admission_error() {
+    let c = cluster();
+    let ns = c.env["TETHER_RESTRICTED_NAMESPACE"].clone();
+    let (kind, msg, hint) = start_fails(
+        c.var("TETHER_ADMIN_KUBECONFIG"),
+        &ns,
+        json!({"namespace": ns}),
+        &unique("psa"),
+    )
+    .await;
+    assert_eq!(kind, "agent_unavailable");
+    assert!(
+        msg.contains("[admission]") && msg.contains("violates PodSecurity"),
+        "{msg}"
+    );
+    assert!(hint.contains("privileged"), "{hint}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_selector_no_node_matches_is_unschedulable() {
+    let c = cluster();
+    let (kind, msg, hint) = start_fails(
+        c.var("TETHER_ADMIN_KUBECONFIG"),
+        SAMPLES,
+        json!({"node_selector": {"tether.test/no-such-label": "x"}}),
+        &unique("sched"),
+    )
+    .await;
+    assert_eq!(kind, "agent_unavailable");
+    assert!(msg.contains("[unschedulable]"), "{msg}");
+    assert!(hint.contains("node_selector"), "{hint}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_user_is_rbac_forbidden_naming_verb_and_resource() {
+    let c = cluster();
+    let (kind, msg, hint) = start_fails(
+        c.var("TETHER_RESTRICTED_KUBECONFIG"),
+        SAMPLES,
+        json!({}),
+        &unique("rbac"),
+    )
+    .await;
+    assert_eq!(kind, "kube_forbidden");
+    assert!(
+        msg.contains("[forbidden]") && msg.contains("not allowed to create"),
+        "{msg}"
+    );
+    assert!(hint.contains("kubectl auth can-i create"), "{hint}");
+}
