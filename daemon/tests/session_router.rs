@@ -346,53 +346,127 @@ async fn incoming_steal_delivers_into_the_local_listener() {
         .await;
 }
 
-/// A minimal HTTP/1.1 server: answers each request with its method and path.
-fn spawn_http_app() -> SocketAddr {
+/// A minimal HTTP/1.1 server: answers each request with its method and path. With `keep_alive`
+/// it serves many requests per connection, else it closes after one. Counts connections.
+fn spawn_http_app(keep_alive: bool) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let l = StdListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = conns.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = s.read(&mut buf).unwrap();
-                    if n == 0 {
+                loop {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = s.read(&mut buf).unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        req.extend_from_slice(&buf[..n]);
+                    }
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    let head = text.split("\r\n\r\n").next().unwrap().to_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    let mut body = req[head.len() + 4..].to_vec();
+                    while body.len() < len {
+                        let n = s.read(&mut buf).unwrap();
+                        body.extend_from_slice(&buf[..n]);
+                    }
+                    let first = head.lines().next().unwrap();
+                    let has_trace = head.to_ascii_lowercase().contains("x-trace: t1");
+                    let answer = format!(
+                        "{first} trace={has_trace} body={}",
+                        String::from_utf8_lossy(&body)
+                    );
+                    let resp = format!(
+                        "HTTP/1.1 201 Created\r\nContent-Length: {}\r\nX-App: local\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if s.write_all(resp.as_bytes()).is_err() || !keep_alive {
                         return;
                     }
-                    req.extend_from_slice(&buf[..n]);
                 }
-                let text = String::from_utf8_lossy(&req).to_string();
-                let head = text.split("\r\n\r\n").next().unwrap().to_owned();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                let mut body = req[head.len() + 4..].to_vec();
-                while body.len() < len {
-                    let n = s.read(&mut buf).unwrap();
-                    body.extend_from_slice(&buf[..n]);
-                }
-                let first = head.lines().next().unwrap();
-                let has_trace = head.to_ascii_lowercase().contains("x-trace: t1");
-                let answer = format!(
-                    "{first} trace={has_trace} body={}",
-                    String::from_utf8_lossy(&body)
-                );
-                let resp = format!(
-                    "HTTP/1.1 201 Created\r\nContent-Length: {}\r\nX-App: local\r\n\r\n{answer}",
-                    answer.len()
-                );
-                s.write_all(resp.as_bytes()).unwrap();
             });
         }
     });
-    addr
+    (addr, conns)
+}
+
+fn stolen(id: u64, path: &str) -> AgentMessage {
+    AgentMessage::Incoming(IncomingEvent::Request(HttpRequest {
+        id,
+        port: 80,
+        client: "10.0.0.9:51000".parse().unwrap(),
+        method: "GET".into(),
+        uri: path.into(),
+        version: HttpVersion::Http11,
+        headers: vec![Header {
+            name: "Host".into(),
+            value: b"api".as_slice().into(),
+        }],
+        body: Default::default(),
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stolen_requests_reuse_or_replace_local_connections() {
+    common::init_tracing();
+    for keep_alive in [true, false] {
+        let mut agent = FakeAgent::start(standard_handler()).await;
+        let options = SessionOptions {
+            incoming: Some(IncomingMode::Steal),
+            http_filter: Some(HttpFilter::Path("/".into())),
+            ..SessionOptions::default()
+        };
+        let session = session_with(&agent, options, ListenKind::Unix).await;
+        let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+        let (app, conns) = spawn_http_app(keep_alive);
+        let _layer = blocking(move || {
+            let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 1200, 1)).unwrap();
+            l.request(
+                1,
+                LayerRequest::Listen {
+                    local: app,
+                    remote_port: 80,
+                },
+            )
+            .unwrap();
+            l
+        })
+        .await
+        .unwrap();
+        for (id, path) in [(1, "/a"), (2, "/b"), (3, "/c")] {
+            agent.push(stolen(id, path));
+            let m = agent
+                .wait_for(|m| matches!(m, ClientMessage::HttpResponse(_)))
+                .await;
+            let ClientMessage::HttpResponse(r) = m else {
+                unreachable!()
+            };
+            assert_eq!((r.id, r.status), (id, 201));
+            assert!(
+                String::from_utf8_lossy(r.body.as_slice()).starts_with(&format!("GET {path} ")),
+                "keep_alive={keep_alive}"
+            );
+        }
+        let n = conns.load(std::sync::atomic::Ordering::SeqCst);
+        if keep_alive {
+            assert_eq!(n, 1, "requests did not share a connection");
+        } else {
+            assert_eq!(n, 3);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,7 +481,7 @@ async fn filtered_http_request_is_answered_by_the_local_server() {
     };
     let session = session_with(&agent, options, ListenKind::Unix).await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
-    let app = spawn_http_app();
+    let (app, _) = spawn_http_app(false);
     let _layer = blocking(move || {
         let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 500, 1)).unwrap();
         l.request(

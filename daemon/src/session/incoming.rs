@@ -217,7 +217,7 @@ pub(crate) async fn serve_http(shared: &Shared, req: HttpRequest) -> HttpRespons
     let id = req.id;
     let port = req.port;
     let result = match local_for(shared, port) {
-        Some(addr) => forward_http(addr, req).await,
+        Some(addr) => forward_http(&shared.http_pool, addr, req).await,
         None => Err(format!("port {port} is not subscribed by this session")),
     };
     result.unwrap_or_else(|e| {
@@ -234,18 +234,57 @@ pub(crate) async fn serve_http(shared: &Shared, req: HttpRequest) -> HttpRespons
     })
 }
 
-async fn forward_http(addr: SocketAddr, req: HttpRequest) -> Result<HttpResponse, String> {
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Keep-alive HTTP/1.1 connections to the local app, per address, so a stolen request does not
+/// pay for a connect and a handshake each time.
+#[derive(Default)]
+pub(crate) struct HttpPool {
+    idle: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<Sender>>>,
+}
+
+/// Idle connections kept per address.
+const POOL_PER_ADDR: usize = 16;
+
+impl HttpPool {
+    fn take(&self, addr: SocketAddr) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&addr)?;
+        while let Some(s) = list.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, s: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(addr).or_default();
+        if list.len() < POOL_PER_ADDR {
+            list.push(s);
+        }
+    }
+}
+
+async fn connect_http(addr: SocketAddr) -> Result<Sender, String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connecting to the local app at {addr}: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("http handshake with {addr}: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("http handshake with {addr}: {e}"))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    Ok(sender)
+}
+
+fn build_request(
+    addr: SocketAddr,
+    req: &HttpRequest,
+) -> Result<hyper::Request<Full<Bytes>>, String> {
     let mut builder = hyper::Request::builder()
         .method(req.method.as_str())
         .uri(req.uri.as_str());
@@ -260,13 +299,40 @@ async fn forward_http(addr: SocketAddr, req: HttpRequest) -> Result<HttpResponse
     if !has_host {
         builder = builder.header("host", addr.to_string());
     }
-    let request = builder
-        .body(Full::new(Bytes::from(req.body.0)))
-        .map_err(|e| format!("invalid stolen request: {e}"))?;
-    let resp = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("http request to {addr}: {e}"))?;
+    builder
+        .body(Full::new(Bytes::copy_from_slice(req.body.as_slice())))
+        .map_err(|e| format!("invalid stolen request: {e}"))
+}
+
+async fn forward_http(
+    pool: &HttpPool,
+    addr: SocketAddr,
+    req: HttpRequest,
+) -> Result<HttpResponse, String> {
+    // A pooled connection the app closed meanwhile fails before the request is sent: retry
+    // once on a fresh connection.
+    let (mut sender, resp) = match pool.take(addr) {
+        Some(mut s) => match s.send_request(build_request(addr, &req)?).await {
+            Ok(r) => (s, r),
+            Err(e) => {
+                tracing::debug!("pooled connection to {addr} failed ({e}), reconnecting");
+                let mut s = connect_http(addr).await?;
+                let r = s
+                    .send_request(build_request(addr, &req)?)
+                    .await
+                    .map_err(|e| format!("http request to {addr}: {e}"))?;
+                (s, r)
+            }
+        },
+        None => {
+            let mut s = connect_http(addr).await?;
+            let r = s
+                .send_request(build_request(addr, &req)?)
+                .await
+                .map_err(|e| format!("http request to {addr}: {e}"))?;
+            (s, r)
+        }
+    };
     let status = resp.status().as_u16();
     let mut headers: Vec<Header> = resp
         .headers()
@@ -287,6 +353,10 @@ async fn forward_http(addr: SocketAddr, req: HttpRequest) -> Result<HttpResponse
         name: "content-length".into(),
         value: body.len().to_string().into_bytes().into(),
     });
+    // Back to the pool once hyper has the connection idle again (not if the app closes it).
+    if sender.ready().await.is_ok() {
+        pool.put(addr, sender);
+    }
     Ok(HttpResponse {
         id: req.id,
         status,

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// Number of open layer connections, for the session's end.
     pub(crate) live: watch::Sender<usize>,
+    /// Keep-alive connections for stolen HTTP requests.
+    pub(crate) http_pool: incoming::HttpPool,
 }
 
 impl Shared {
@@ -85,6 +87,7 @@ impl Shared {
             token,
             state: Mutex::new(State::default()),
             live: watch::channel(0).0,
+            http_pool: incoming::HttpPool::default(),
         })
     }
 
