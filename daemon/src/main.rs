@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Bring up the test cluster and run a sample app as if inside its demo pod (needs root).
+    Demo(cli::demo::DemoArgs),
     /// Check a config file and print its errors and warnings with line and column.
     VerifyConfig(cli::verify_config::VerifyConfigArgs),
     /// Print the config file's JSON Schema.
@@ -36,6 +38,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cli::demo::run(args),
         Command::VerifyConfig(args) => cli::verify_config::run(args),
         Command::Schema => cli::schema::run(),
         Command::Daemon(args) => block_on(cli::daemon::run(args)),

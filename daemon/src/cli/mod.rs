@@ -3,6 +3,7 @@
 
 pub mod config_flags;
 pub mod daemon;
+pub mod demo;
 pub mod exec;
 pub mod ls;
 pub mod schema;
