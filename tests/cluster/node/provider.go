@@ -99,8 +99,7 @@ func (p *provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 // Updates are coalesced per pod and delivered in order by one goroutine, so an
 // older status never overtakes a newer one.
 func (p *provider) notifyLocked(pr *podRun) {
-	pod := pr.pod.DeepCopy()
-	pod.Status = *p.statusLocked(pr)
+	pod := p.podWithStatusLocked(pr)
 	k := key(pod.Namespace, pod.Name)
 	if _, ok := p.pending[k]; !ok {
 		p.pendingOrder = append(p.pendingOrder, k)
@@ -110,6 +109,20 @@ func (p *provider) notifyLocked(pr *podRun) {
 	case p.notifySig <- struct{}{}:
 	default:
 	}
+}
+
+// podWithStatusLocked is the pod with its current status. Metadata comes from the
+// informer when it still has this pod: VK writes the whole object with UpdateStatus,
+// and stale metadata (e.g. a finalizer the Job controller has removed since) is
+// refused for pods being deleted ("no new finalizers can be added").
+func (p *provider) podWithStatusLocked(pr *podRun) *corev1.Pod {
+	src := pr.pod
+	if cur, err := p.pc.Pods.Pods(pr.pod.Namespace).Get(pr.pod.Name); err == nil && cur.UID == pr.pod.UID {
+		src = cur
+	}
+	pod := src.DeepCopy()
+	pod.Status = *p.statusLocked(pr)
+	return pod
 }
 
 func (p *provider) notifyLoop() {
@@ -227,9 +240,7 @@ func (p *provider) GetPod(ctx context.Context, ns, name string) (*corev1.Pod, er
 	if !ok {
 		return nil, errdefs.NotFoundf("pod %s/%s not found", ns, name)
 	}
-	pod := pr.pod.DeepCopy()
-	pod.Status = *p.statusLocked(pr)
-	return pod, nil
+	return p.podWithStatusLocked(pr), nil
 }
 
 func (p *provider) GetPodStatus(ctx context.Context, ns, name string) (*corev1.PodStatus, error) {
@@ -245,9 +256,7 @@ func (p *provider) GetPods(ctx context.Context) ([]*corev1.Pod, error) {
 	defer p.mu.Unlock()
 	out := make([]*corev1.Pod, 0, len(p.pods))
 	for _, pr := range p.pods {
-		pod := pr.pod.DeepCopy()
-		pod.Status = *p.statusLocked(pr)
-		out = append(out, pod)
+		out = append(out, p.podWithStatusLocked(pr))
 	}
 	return out, nil
 }
