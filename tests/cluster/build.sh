@@ -55,7 +55,7 @@ build k8s "$k8s_out" bash -c "cd '$here/k8s' && go build -trimpath -ldflags '$ld
 etcd_out="$cache/etcd-$etcd_ver-$gover/bin"
 build etcd "$etcd_out" bash -c "cd '$here/etcd' && go build -trimpath -ldflags '-s -w' -o '$etcd_out.tmp/etcd' go.etcd.io/etcd/server/v3"
 
-node_sum="$(cd "$here/node" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)"
+node_sum="$(cd "$here/node" && cat go.mod go.sum $(ls ./*.go | grep -v '_test\.go$') | sha256sum | cut -c1-12)"
 node_out="$cache/node-$node_sum-$gover/bin"
 build node "$node_out" bash -c "cd '$here/node' && go build -trimpath -ldflags '-s -w' -o '$node_out.tmp/tether-node' ."
 
