@@ -309,29 +309,37 @@ async fn forward_http(
     addr: SocketAddr,
     req: HttpRequest,
 ) -> Result<HttpResponse, String> {
-    // A pooled connection the app closed meanwhile fails before the request is sent: retry
-    // once on a fresh connection.
+    let req = &req;
+    let fresh = |addr| async move {
+        let mut s = connect_http(addr).await?;
+        let r = s
+            .send_request(build_request(addr, req)?)
+            .await
+            .map_err(|e| format!("http request to {addr}: {e}"))?;
+        Ok::<_, String>((s, r))
+    };
     let (mut sender, resp) = match pool.take(addr) {
-        Some(mut s) => match s.send_request(build_request(addr, &req)?).await {
+        Some(mut s) => match s.try_send_request(build_request(addr, req)?).await {
             Ok(r) => (s, r),
-            Err(e) => {
-                tracing::debug!("pooled connection to {addr} failed ({e}), reconnecting");
-                let mut s = connect_http(addr).await?;
-                let r = s
-                    .send_request(build_request(addr, &req)?)
-                    .await
-                    .map_err(|e| format!("http request to {addr}: {e}"))?;
-                (s, r)
+            // The app closed the idle connection. Resend when the request never left, or when
+            // sending it twice is harmless (idempotent methods), as browsers do.
+            Err(mut e) => {
+                let unsent = e.take_message().is_some();
+                let idempotent = matches!(
+                    req.method.to_ascii_uppercase().as_str(),
+                    "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+                );
+                if !(unsent || idempotent) {
+                    return Err(format!("http request to {addr}: {}", e.error()));
+                }
+                tracing::debug!(
+                    "pooled connection to {addr} failed ({}), reconnecting",
+                    e.error()
+                );
+                fresh(addr).await?
             }
         },
-        None => {
-            let mut s = connect_http(addr).await?;
-            let r = s
-                .send_request(build_request(addr, &req)?)
-                .await
-                .map_err(|e| format!("http request to {addr}: {e}"))?;
-            (s, r)
-        }
+        None => fresh(addr).await?,
     };
     let status = resp.status().as_u16();
     let mut headers: Vec<Header> = resp
