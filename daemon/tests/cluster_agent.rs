@@ -13,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Secret};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{Pod, Secret},
+};
 use kube::{Api, api::ListParams};
 use serde_json::{Value, json};
 use support::rpc;
@@ -55,12 +58,44 @@ impl Cluster {
         PathBuf::from(&self.env[k])
     }
 
+    /// An admin client, once the sample targets run (a fresh cluster is still starting them).
     async fn admin(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(self.var("TETHER_ADMIN_KUBECONFIG")).unwrap();
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .unwrap();
-        kube::Client::try_from(cfg).unwrap()
+        let client = kube::Client::try_from(cfg).unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), SAMPLES);
+        let t = Instant::now();
+        loop {
+            let list = pods.list(&ListParams::default()).await.unwrap().items;
+            let ready = |p: &Pod| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            };
+            let echo = list
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("http-echo-"))
+                })
+                .any(ready);
+            let multi = list
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some("multi") && ready(p));
+            if echo && multi {
+                return client;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(90),
+                "sample targets not ready after 90 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -288,4 +323,137 @@ async fn restricted_user_is_rbac_forbidden_naming_verb_and_resource() {
         "{msg}"
     );
     assert!(hint.contains("kubectl auth can-i create"), "{hint}");
+}
+
+/// Runs the test cluster's kubectl as admin.
+fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(&c.env["TETHER_KUBECTL"]);
+    cmd.arg("--kubeconfig")
+        .arg(&c.env["TETHER_ADMIN_KUBECONFIG"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Deletes the test user's objects even when the test fails.
+struct RbacUser<'a> {
+    c: &'a Cluster,
+    name: String,
+}
+
+impl Drop for RbacUser<'_> {
+    fn drop(&mut self) {
+        for kind in ["rolebinding", "role", "serviceaccount"] {
+            let _ = std::process::Command::new(&self.c.env["TETHER_KUBECTL"])
+                .args(["--kubeconfig", &self.c.env["TETHER_ADMIN_KUBECONFIG"]])
+                .args([
+                    "-n",
+                    SAMPLES,
+                    "delete",
+                    kind,
+                    &self.name,
+                    "--ignore-not-found",
+                ])
+                .output();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_bound_to_the_documented_role_runs_a_session() {
+    let c = cluster();
+    let admin = c.admin().await;
+    let doc = std::fs::read_to_string(repo_root().join("docs/RBAC.md")).unwrap();
+    // The first yaml block of docs/RBAC.md is the Role.
+    let role = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block in docs/RBAC.md");
+    assert!(role.contains("kind: Role\n"), "{role}");
+    let name = unique("rbac-user");
+    let user = RbacUser {
+        c: &c,
+        name: name.clone(),
+    };
+    let role = role.replace("name: tether-user\n", &format!("name: {name}\n"));
+    kubectl(&c, &["-n", SAMPLES, "apply", "-f", "-"], Some(&role));
+    kubectl(
+        &c,
+        &["-n", SAMPLES, "create", "serviceaccount", &name],
+        None,
+    );
+    let sa = format!("{SAMPLES}:{name}");
+    kubectl(
+        &c,
+        &[
+            "-n",
+            SAMPLES,
+            "create",
+            "rolebinding",
+            &name,
+            "--role",
+            &name,
+            "--serviceaccount",
+            &sa,
+        ],
+        None,
+    );
+    let token = kubectl(
+        &c,
+        &["-n", SAMPLES, "create", "token", &name, "--duration", "10m"],
+        None,
+    );
+
+    // A kubeconfig for that user alone: the cluster's server and CA, the token.
+    let admin_kc = kube::config::Kubeconfig::read_from(c.var("TETHER_ADMIN_KUBECONFIG")).unwrap();
+    let cluster_entry = admin_kc.clusters[0].cluster.clone().unwrap();
+    let ca = cluster_entry.certificate_authority_data.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("user.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": cluster_entry.server, "certificate-authority-data": ca}}],
+            "users": [{"name": name, "user": {"token": token.trim()}}],
+            "contexts": [{"name": "user", "context": {"cluster": "c", "user": name, "namespace": SAMPLES}}],
+            "current-context": "user",
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    let m = rpc_module(state(kubeconfig));
+    let case = unique("rbac-ok");
+    let p = params(
+        dir.path(),
+        "deployment/http-echo",
+        json!({"labels": {"tether.test/case": case}}),
+    );
+    let started = rpc(&m, "session.start", p)
+        .await
+        .unwrap_or_else(|e| panic!("a session with exactly the documented Role: {e}"));
+    assert_eq!(started["env"]["GREETING"], "hello-from-configmap");
+    assert_eq!(jobs_labelled(&admin, SAMPLES, &case).await.len(), 1);
+    rpc(&m, "session.stop", json!({"id": started["id"]}))
+        .await
+        .unwrap();
+    // Removed with the user's own rights (delete on jobs and secrets).
+    wait_jobs_gone(&admin, SAMPLES, &case).await;
+    drop(user);
 }
