@@ -31,6 +31,8 @@ pub enum Kind {
     RemoteDir = 3,
     /// A socket the layer intercepted or subscribed.
     Socket = 4,
+    /// The layer's own session socket: the app's `close` of it is a no-op.
+    Layer = 5,
 }
 
 static KINDS: [AtomicU8; MAX_FD] = [const { AtomicU8::new(0) }; MAX_FD];
@@ -49,6 +51,7 @@ pub fn kind(fd: c_int) -> Kind {
         2 => Kind::RemoteFile,
         3 => Kind::RemoteDir,
         4 => Kind::Socket,
+        5 => Kind::Layer,
         _ => Kind::None,
     }
 }
@@ -58,6 +61,18 @@ fn set_kind(fd: c_int, k: Kind) {
         && i < MAX_FD
     {
         KINDS[i].store(k as u8, Ordering::Release);
+    }
+}
+
+/// Marks one of the layer's own session sockets (no table entry: the kind says it all).
+pub fn mark_layer(fd: c_int) {
+    set_kind(fd, Kind::Layer);
+}
+
+/// Unmarks a session socket the layer is about to close.
+pub fn unmark_layer(fd: c_int) {
+    if kind(fd) == Kind::Layer {
+        set_kind(fd, Kind::None);
     }
 }
 

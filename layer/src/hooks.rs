@@ -1013,8 +1013,9 @@ pub unsafe extern "C" fn sendfile64(
 
 /// Forgets a faked fd before it is closed or replaced.
 fn forget(fd: c_int) {
-    if fdtable::kind(fd) == Kind::None {
-        return;
+    match fdtable::kind(fd) {
+        Kind::None | Kind::Layer => return,
+        _ => {}
     }
     // Layer code closing an fd it faked (closedir, cookie close) already forgot it. A signal
     // handler that interrupted layer code leaves a stale entry, which the next real call that
@@ -1024,8 +1025,17 @@ fn forget(fd: c_int) {
     }
 }
 
+/// Whether the app (not layer code) is closing one of the layer's session sockets: that close
+/// is skipped, or the next exchange would write into whatever reused the number.
+fn app_closes_layer_fd(fd: c_int) -> bool {
+    fdtable::kind(fd) == Kind::Layer && guard::force_enter().is_some()
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if app_closes_layer_fd(fd) {
+        return 0;
+    }
     forget(fd);
     // SAFETY: forwarded.
     unsafe { real::close(fd) }
@@ -1433,6 +1443,9 @@ pub unsafe extern "C" fn syscall(
     match n {
         // libuv closes every fd this way.
         libc::SYS_close => {
+            if app_closes_layer_fd(a1 as c_int) {
+                return 0;
+            }
             forget(a1 as c_int);
         }
         // libuv stats only this way (AT_EMPTY_PATH = fstat, AT_SYMLINK_NOFOLLOW = lstat).

@@ -10,6 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use tether_protocol::layer::{
 };
 use tether_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RemoteError};
 
+use crate::fdtable;
 use crate::lock::SpinLock;
 
 /// Where the session listens (`TETHER_SESSION_ADDR`).
@@ -125,6 +127,58 @@ struct Conn {
     pid: u32,
 }
 
+impl Stream {
+    fn fd(&self) -> RawFd {
+        match self {
+            Self::Unix(s) => s.as_raw_fd(),
+            Self::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl Conn {
+    /// Whether the fd still is this session socket: an unhooked close (close_range) followed
+    /// by a hooked open that got the same number clears the mark.
+    fn intact(&self) -> bool {
+        fdtable::kind(self.stream.fd()) == fdtable::Kind::Layer
+    }
+
+    /// Drops the connection without closing its fd number, which now belongs to the app.
+    fn abandon(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Unmark before the stream closes the fd, so the number is a plain fd again.
+        fdtable::unmark_layer(self.stream.fd());
+    }
+}
+
+/// Lowest fd number for session sockets: out of the way of programs that expect small fds
+/// (shells redirect 3..9) or close them in a loop.
+const HIGH_FD: RawFd = 500;
+
+/// Moves a socket to a high fd number (close-on-exec) and marks it as the layer's own, so the
+/// app's `close` of that number cannot break the link. Keeps the socket where it is if the
+/// move fails (fd limit).
+fn protect<T: FromRawFd + IntoRawFd>(s: T) -> T {
+    let fd = s.into_raw_fd();
+    // SAFETY: duplicating a socket we own.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+    let fd = if high >= 0 {
+        // SAFETY: closing the original we own; `high` refers to the same socket.
+        unsafe { libc::close(fd) };
+        high
+    } else {
+        fd
+    };
+    fdtable::mark_layer(fd);
+    // SAFETY: `fd` is an open socket we own exactly once.
+    unsafe { T::from_raw_fd(fd) }
+}
+
 /// How long one exchange may take before the layer gives up on it. Remote connects and DNS can
 /// take seconds; a hung session must not hang the debuggee forever.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -186,13 +240,13 @@ impl Link {
     fn open(&self) -> Result<Stream, io::Error> {
         Ok(match &self.addr {
             SessionAddr::Unix(p) => {
-                let s = UnixStream::connect(p)?;
+                let s = protect(UnixStream::connect(p)?);
                 s.set_read_timeout(Some(READ_TIMEOUT))?;
                 s.set_write_timeout(Some(WRITE_TIMEOUT))?;
                 Stream::Unix(s)
             }
             SessionAddr::Tcp(a) => {
-                let s = TcpStream::connect_timeout(a, CONNECT_TIMEOUT)?;
+                let s = protect(TcpStream::connect_timeout(a, CONNECT_TIMEOUT)?);
                 s.set_nodelay(true)?;
                 s.set_read_timeout(Some(READ_TIMEOUT))?;
                 s.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -250,11 +304,15 @@ impl Link {
         drop(stale);
         let mut pool = self.pool.lock();
         while let Some(c) = pool.pop() {
-            if c.pid == me {
+            if c.pid == me && c.intact() {
                 return Some(c);
             }
             drop(pool);
-            drop(c);
+            if c.intact() {
+                drop(c);
+            } else {
+                c.abandon();
+            }
             pool = self.pool.lock();
         }
         None
@@ -314,15 +372,45 @@ impl Link {
         &self,
         body: LayerRequest,
     ) -> Result<Result<LayerResponse, RemoteError>, LinkError> {
+        match self.exchange(body.clone()) {
+            // The app closed the socket under us (close_range, closefrom): that is not the
+            // session's death. One retry on a fresh connection.
+            Err(LinkError::Codec(CodecError::Io(e))) if e.raw_os_error() == Some(libc::EBADF) => {
+                crate::log::debug!("session socket closed under the layer ({e}); reconnecting");
+                self.purge_closed();
+                self.exchange(body)
+            }
+            r => r,
+        }
+    }
+
+    /// Drops pooled connections whose fds the app closed behind the layer's back (without
+    /// closing those numbers again).
+    fn purge_closed(&self) {
+        let conns = std::mem::take(&mut *self.pool.lock());
+        for c in conns {
+            // SAFETY: F_GETFD only queries the descriptor.
+            if unsafe { libc::fcntl(c.stream.fd(), libc::F_GETFD) } >= 0 && c.intact() {
+                self.put(c);
+            } else {
+                c.abandon();
+            }
+        }
+    }
+
+    fn exchange(
+        &self,
+        body: LayerRequest,
+    ) -> Result<Result<LayerResponse, RemoteError>, LinkError> {
         if self.is_dead() {
             return Err(LinkError::Dead);
         }
         let mut conn = match self.take() {
             Some(c) => c,
-            None => self
-                .connect()
-                .map(|(c, _)| c)
-                .inspect_err(|e| self.fail(e))?,
+            None => self.connect().map(|(c, _)| c).inspect_err(|e| {
+                crate::log::debug!("connecting to the session failed: {e}");
+                self.fail(e)
+            })?,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let exchange = (|| {
@@ -340,6 +428,10 @@ impl Link {
             Ok(r) => {
                 self.put(conn);
                 Ok(r)
+            }
+            Err(LinkError::Codec(CodecError::Io(e))) if e.raw_os_error() == Some(libc::EBADF) => {
+                conn.abandon();
+                Err(LinkError::Codec(CodecError::Io(e)))
             }
             Err(e) => {
                 // The connection is out of step or broken: never reuse it.

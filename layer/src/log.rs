@@ -27,7 +27,19 @@ pub fn init() {
         )
     };
     if fd >= 0 {
-        LOG_FD.store(fd as i32, Ordering::Relaxed);
+        // Out of the way of programs that close small fds, and marked as the layer's own so
+        // the app's close of it is skipped.
+        // SAFETY: duplicating our own fd, then closing the original.
+        let high = unsafe { libc::fcntl(fd as i32, libc::F_DUPFD_CLOEXEC, 499) };
+        let fd = if high >= 0 {
+            // SAFETY: the original, ours.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+            high
+        } else {
+            fd as i32
+        };
+        crate::fdtable::mark_layer(fd);
+        LOG_FD.store(fd, Ordering::Relaxed);
     }
 }
 

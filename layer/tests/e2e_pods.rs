@@ -25,30 +25,35 @@ fn target_dir() -> PathBuf {
 
 static BUILD: std::sync::Once = std::sync::Once::new();
 
+/// A workspace binary, built fresh (a no-op when up to date: `cargo test -p tether-layer` does
+/// not build other packages' binaries or this package's cdylib by itself).
 fn artifact(name: &str) -> PathBuf {
-    let p = target_dir().join(name);
     BUILD.call_once(|| {
-        let missing = ["tether", "tether-agent", "libtether_layer.so"]
-            .iter()
-            .any(|n| !target_dir().join(n).exists());
-        if missing {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let ok = Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "tether",
-                    "-p",
-                    "tether-agent",
-                    "-p",
-                    "tether-layer",
-                ])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "building tether, tether-agent and the layer failed");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = target_dir().file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "tether",
+            "-p",
+            "tether-agent",
+            "-p",
+            "tether-layer",
+        ]);
+        if release {
+            cmd.arg("--release");
         }
+        if let Some(t) = target_dir().parent() {
+            cmd.env("CARGO_TARGET_DIR", t);
+        }
+        assert!(
+            cmd.status().unwrap().success(),
+            "building tether, tether-agent and the layer failed"
+        );
     });
+    let p = target_dir().join(name);
     assert!(p.exists(), "{} is missing", p.display());
     p
 }

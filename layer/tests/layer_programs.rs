@@ -380,6 +380,8 @@ fn threads_signals_dirfds_and_vfork() {
         "fdopendir: 5\n".into(),
         HELLO.to_string(),
         "vfork child: 0\n".into(),
+        format!("after close loop: {}\n", HELLO.len()),
+        format!("after close_range: {}\n", HELLO.len()),
     ] {
         assert!(
             text.contains(&e),

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,5 +89,17 @@ int main(void) {
     int status;
     waitpid(p, &status, 0);
     printf("vfork child: %d\n", WEXITSTATUS(status));
+
+    // Programs that close every fd (daemons, closefrom/close_range) must not break the link.
+    for (int i = 3; i < 1024; i++) close(i);
+    memset(buf, 0, sizeof buf);
+    fd = open("/remote/hello.txt", O_RDONLY);
+    printf("after close loop: %zd\n", read(fd, buf, sizeof buf - 1));
+    close(fd);
+    syscall(SYS_close_range, 3, ~0U, 0);
+    fd = open("/remote/hello.txt", O_RDONLY);
+    if (fd < 0) printf("open after close_range: %s\n", strerror(errno));
+    printf("after close_range: %zd\n", read(fd, buf, sizeof buf - 1));
+    close(fd);
     return 0;
 }

@@ -537,28 +537,29 @@ pub fn stderr(o: &Output) -> String {
 
 static BUILD: std::sync::Once = std::sync::Once::new();
 
-/// The built `libtether_layer.so`, building it if the test run did not.
+/// The built `libtether_layer.so`, fresh: the integration tests cannot link a cdylib, so cargo
+/// does not rebuild it for them; build it once per test process (a no-op when up to date).
 pub fn layer_path() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libtether_layer.so"),
-        deps.parent().unwrap().join("libtether_layer.so"),
-    ];
+    // target/<profile>/deps/<test> or target/<profile>/examples/<example>
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
     BUILD.call_once(|| {
-        if !candidates.iter().any(|c| c.exists()) {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let st = Command::new(cargo)
-                .args(["build", "-p", "tether-layer"])
-                .status()
-                .unwrap();
-            assert!(st.success(), "cargo build -p tether-layer failed");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "tether-layer", "--lib"]);
+        if release {
+            cmd.arg("--release");
         }
+        if let Some(target) = profile_dir.parent() {
+            cmd.env("CARGO_TARGET_DIR", target);
+        }
+        let st = cmd.status().unwrap();
+        assert!(st.success(), "cargo build -p tether-layer failed");
     });
-    candidates
-        .into_iter()
-        .find(|c| c.exists())
-        .expect("libtether_layer.so next to the test binary")
+    let so = profile_dir.join("libtether_layer.so");
+    assert!(so.exists(), "{} is missing", so.display());
+    so
 }
 
 /// The real python3 binary (not a version-manager shim script), if there is one.
