@@ -33,6 +33,8 @@ enum Command {
     Sessions(cli::sessions::SessionsArgs),
     /// Run a command as if inside the target pod (through a running agent: --agent ADDR).
     Exec(cli::exec::ExecArgs),
+    /// Serve the language server for config files on stdin/stdout (for editors).
+    Lsp,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Ls(args) => block_on(cli::ls::run(args)),
         Command::Sessions(args) => block_on(cli::sessions::run(args)),
         Command::Exec(args) => block_on(cli::exec::run(args)),
+        Command::Lsp => block_on(cli::lsp::run()),
     };
     match result {
         Ok(code) => code,

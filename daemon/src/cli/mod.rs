@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod demo;
 pub mod exec;
 pub mod ls;
+pub mod lsp;
 pub mod schema;
 pub mod sessions;
 pub mod verify_config;
