@@ -174,9 +174,12 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
             rel(&repo, &app)
         ),
     );
-    exec.arg("--")
+    // From the app's own dir, as a developer runs it: the project dir stays local (fs "read"
+    // would otherwise look for app.py in the pod).
+    exec.current_dir(app.parent().expect("app.py has a parent dir"))
+        .arg("--")
         .arg(PYTHON)
-        .arg(&app)
+        .arg("app.py")
         .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
@@ -343,6 +346,25 @@ fn cluster_up(repo: &Path, bin_dir: &Path) -> anyhow::Result<Cluster> {
         && bin_dir.file_name().is_some_and(|n| n == "debug")
     {
         cmd.env("CARGO_TARGET_DIR", target);
+    }
+    // build.sh needs Go; sudo's secure_path drops the usual install dir from PATH.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    if !dirs.iter().any(|d| d.join("go").is_file()) {
+        match ["/usr/local/go/bin", "/usr/lib/go/bin"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|d| d.join("go").is_file())
+        {
+            Some(d) => dirs.push(d),
+            None => bail!(
+                "demo: Go is missing: the test cluster builds Kubernetes from source with it\n  help: install Go 1.26 (https://go.dev/dl/) into /usr/local/go or put `go` on root's PATH"
+            ),
+        }
+        cmd.env(
+            "PATH",
+            std::env::join_paths(dirs).context("demo: cannot extend PATH with Go's dir")?,
+        );
     }
     let started = Instant::now();
     let mut child = ChildGuard(
