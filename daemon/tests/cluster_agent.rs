@@ -457,3 +457,74 @@ async fn a_user_bound_to_the_documented_role_runs_a_session() {
     wait_jobs_gone(&admin, SAMPLES, &case).await;
     drop(user);
 }
+
+/// target/<profile>, where cargo puts the workspace's binaries.
+fn artifact(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_tether"))
+        .parent()
+        .unwrap()
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tether_exec_target_runs_a_program_in_the_pod_through_the_daemon() {
+    let c = cluster();
+    let admin = c.admin().await;
+    let home = tempfile::tempdir().unwrap();
+    let case = unique("exec");
+    let config = home.path().join("tether.json");
+    std::fs::write(
+        &config,
+        json!({"agent": {"resources": {}, "labels": {"tether.test/case": case}}}).to_string(),
+    )
+    .unwrap();
+    let tether = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .current_dir(home.path())
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
+            .env("XDG_STATE_HOME", home.path().join("state"))
+            .env("KUBECONFIG", c.var("TETHER_ADMIN_KUBECONFIG"))
+            .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Stops the test's own daemon even when an assertion fails.
+    struct StopDaemon<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for StopDaemon<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["daemon", "stop"]);
+        }
+    }
+    let _stop = StopDaemon(&tether);
+    let cfg = config.to_str().unwrap();
+    let script = "cat /etc/hostname";
+    let out = tether(&[
+        "exec",
+        "-f",
+        cfg,
+        "--target",
+        "pod/multi",
+        "-n",
+        SAMPLES,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tether exec failed: {stderr}");
+    // The pod's own /etc/hostname, read through the layer and the agent.
+    assert_eq!(stdout.lines().next(), Some("multi"), "{stdout}\n{stderr}");
+    // Progress went to stderr, step by step.
+    assert!(stderr.contains("creating agent Job"), "{stderr}");
+    // The session was stopped, and with it the agent's Job.
+    wait_jobs_gone(&admin, SAMPLES, &case).await;
+}

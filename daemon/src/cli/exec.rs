@@ -1,6 +1,8 @@
-//! `tether exec [-f CONFIG] --agent ADDR [--token T] -- CMD ARGS...`: runs a command as if inside
-//! the target pod, through an agent that already runs next to it (the direct form, for tests and
-//! demos; the daemon reuses the same code path in [`tether::session::launch`]).
+//! `tether exec [-f CONFIG] [--target T] [-n NS] -- CMD ARGS...`: runs a command as if inside the
+//! target pod. Without `--agent` the session comes from the daemon, which starts (or reuses) the
+//! agent next to the target, as for the IDEs (`exec_daemon.rs`). With `--agent ADDR [--token T]`
+//! it talks to an agent that already runs (the direct form, for tests and demos; the daemon reuses
+//! the same code path in [`tether::session::launch`]).
 //!
 //! Exit code: the command's own, or 128 + the signal that killed it; 1 when tether itself fails
 //! (bad config, static executable, unreachable agent); 2 for usage errors.
@@ -18,6 +20,9 @@ use tether::session::{ListenKind, SessionOptions};
 use tether_config::{EnvMap, load, resolve_config_path};
 
 use super::config_flags::ConfigFlags;
+
+#[path = "exec_daemon.rs"]
+mod daemon_path;
 
 /// `tether exec`.
 #[derive(Debug, Args)]
@@ -37,6 +42,9 @@ pub struct ExecArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// No start-up progress on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Serve the session on 127.0.0.1 TCP instead of a private unix socket.
     #[arg(long)]
     pub tcp_session: bool,
@@ -62,11 +70,31 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .try_init();
 
     let Some(agent_addr) = args.agent.clone() else {
-        anyhow::bail!(
-            "exec: no agent to talk to\n  help: pass --agent HOST:PORT of a running tether-agent \
-             (starting one for --target from the command line is not supported yet; the IDEs start \
-             sessions through the daemon)"
-        );
+        // No agent given: the daemon starts (or reuses) one next to the target.
+        let f = &args.flags;
+        if f.kubeconfig.is_some()
+            || f.agent_image.is_some()
+            || f.agent_namespace.is_some()
+            || f.incoming.is_some()
+            || f.fs_mode.is_some()
+            || f.no_env
+            || args.tcp_session
+        {
+            anyhow::bail!(
+                "exec: through the daemon only --target, --namespace and --context override the config\n  help: put the other settings in the config file (-f)"
+            );
+        }
+        let code = daemon_path::run(daemon_path::DaemonExec {
+            config_file: args.config_file,
+            target: args.flags.target.clone(),
+            namespace: args.flags.namespace.clone(),
+            context: args.flags.context.clone(),
+            layer: args.layer,
+            command: args.command,
+            progress: !args.quiet,
+        })
+        .await?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     };
     let Some(token) = args.token.clone() else {
         anyhow::bail!("exec: no agent token\n  help: pass --token or set TETHER_AGENT_TOKEN");
