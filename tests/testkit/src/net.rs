@@ -707,6 +707,23 @@ fn iptables(net: &NetworkInfo, op: &str, args: &[&str], ctx: &str) -> Result<()>
     sys::run(cmd, None, ctx).map(drop)
 }
 
+/// Picks the first free subnet index after the one handed out last (round robin over 1..=254),
+/// so a subnet just torn down is not reused at once: a test that checks its own network's routes
+/// are gone must not see a newer network that took the same subnet. Runs under the state lock.
+fn next_free_index(used: &BTreeSet<u8>) -> Option<u8> {
+    let last_file = state::base_dir().join("last-index");
+    let last: u8 = std::fs::read_to_string(&last_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let index = (1..=254u16)
+        .map(|step| ((u16::from(last) + step - 1) % 254 + 1) as u8)
+        .find(|i| !used.contains(i))?;
+    // Best effort: losing the hint only makes reuse sooner, never wrong.
+    let _ = std::fs::write(&last_file, index.to_string());
+    Some(index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,21 +756,4 @@ mod tests {
         assert!(validate_dns_name("a..b").is_err() && validate_dns_name("a_b.test").is_err());
         assert_eq!(network_netns("x"), "tt-net-x");
     }
-}
-
-/// Picks the first free subnet index after the one handed out last (round robin over 1..=254),
-/// so a subnet just torn down is not reused at once: a test that checks its own network's routes
-/// are gone must not see a newer network that took the same subnet. Runs under the state lock.
-fn next_free_index(used: &BTreeSet<u8>) -> Option<u8> {
-    let last_file = state::base_dir().join("last-index");
-    let last: u8 = std::fs::read_to_string(&last_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    let index = (1..=254u16)
-        .map(|step| ((u16::from(last) + step - 1) % 254 + 1) as u8)
-        .find(|i| !used.contains(i))?;
-    // Best effort: losing the hint only makes reuse sooner, never wrong.
-    let _ = std::fs::write(&last_file, index.to_string());
-    Some(index)
 }
