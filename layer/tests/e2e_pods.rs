@@ -4,7 +4,8 @@
 //! cluster-only service, fork+exec children, local paths staying local, hidden credentials, and
 //! a killed agent failing the next hooked call fast.
 //!
-//! Needs root. Builds `tether`, `tether-agent` and the layer into this target dir if missing.
+//! Needs root. Builds `tether` and `tether-agent` into this target dir if missing, and the layer
+//! if its sources changed.
 
 mod support;
 
@@ -25,24 +26,20 @@ fn target_dir() -> PathBuf {
 
 static BUILD: std::sync::Once = std::sync::Once::new();
 
-/// A workspace binary, built fresh (a no-op when up to date: `cargo test -p tether-layer` does
-/// not build other packages' binaries or this package's cdylib by itself).
+/// A workspace binary (`tether`, `tether-agent`), built if missing (`cargo test -p
+/// tether-layer` does not build other packages' binaries; CI's workspace build does).
 fn artifact(name: &str) -> PathBuf {
     BUILD.call_once(|| {
+        if ["tether", "tether-agent"]
+            .iter()
+            .all(|n| target_dir().join(n).exists())
+        {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let release = target_dir().file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "tether",
-            "-p",
-            "tether-agent",
-            "-p",
-            "tether-layer",
-        ]);
-        if release {
+        cmd.args(["build", "--quiet", "-p", "tether", "-p", "tether-agent"]);
+        if target_dir().file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
         if let Some(t) = target_dir().parent() {
@@ -50,7 +47,7 @@ fn artifact(name: &str) -> PathBuf {
         }
         assert!(
             cmd.status().unwrap().success(),
-            "building tether, tether-agent and the layer failed"
+            "building tether and tether-agent failed"
         );
     });
     let p = target_dir().join(name);
@@ -172,7 +169,7 @@ fn tether_exec(agent: &Agent, local: &LocalSide, args: &[&str]) -> Command {
     c.current_dir(local.cwd.path())
         .args(["exec", "--agent", &agent.addr])
         .env("TETHER_AGENT_TOKEN", TOKEN)
-        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .env("TETHER_LAYER_PATH", support::layer_path())
         .env("HOME", local.home.path())
         .arg("--")
         .args(args);

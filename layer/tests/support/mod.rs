@@ -537,27 +537,55 @@ pub fn stderr(o: &Output) -> String {
 
 static BUILD: std::sync::Once = std::sync::Once::new();
 
-/// The built `libtether_layer.so`, fresh: the integration tests cannot link a cdylib, so cargo
-/// does not rebuild it for them; build it once per test process (a no-op when up to date).
+/// Newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> std::time::SystemTime {
+    let mut t = std::time::UNIX_EPOCH;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let m = if p.is_dir() {
+                newest(&p)
+            } else {
+                e.metadata().and_then(|m| m.modified()).unwrap_or(t)
+            };
+            t = t.max(m);
+        }
+    }
+    t
+}
+
+/// The built `libtether_layer.so`. Integration tests cannot link a cdylib, so cargo does not
+/// rebuild it for them: when the layer's or the protocol's sources are newer than the file,
+/// build it here (CI's workspace build leaves it fresh, so this never rewrites a library that
+/// other tests may be loading).
 pub fn layer_path() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> or target/<profile>/examples/<example>
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let so = profile_dir.join("libtether_layer.so");
     BUILD.call_once(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sources = newest(&manifest.join("src"))
+            .max(newest(&manifest.join("../protocol/src")))
+            .max(newest(&manifest.join("Cargo.toml")));
+        let built = std::fs::metadata(&so).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|b| b >= sources) {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "tether-layer", "--lib"]);
-        if release {
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
         if let Some(target) = profile_dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
-        let st = cmd.status().unwrap();
-        assert!(st.success(), "cargo build -p tether-layer failed");
+        assert!(
+            cmd.status().unwrap().success(),
+            "cargo build -p tether-layer failed"
+        );
     });
-    let so = profile_dir.join("libtether_layer.so");
     assert!(so.exists(), "{} is missing", so.display());
     so
 }
