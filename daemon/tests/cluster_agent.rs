@@ -528,3 +528,52 @@ async fn tether_exec_target_runs_a_program_in_the_pod_through_the_daemon() {
     // The session was stopped, and with it the agent's Job.
     wait_jobs_gone(&admin, SAMPLES, &case).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_shutdown_removes_the_agent_job() {
+    let c = cluster();
+    let admin = c.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = tether::discovery::Paths::in_dir(dir.path());
+    let options = tether::server::DaemonOptions {
+        kubeconfig: tether::kube::KubeconfigSource::Files(vec![c.var("TETHER_ADMIN_KUBECONFIG")]),
+        ..Default::default()
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let p2 = paths.clone();
+    let daemon = tokio::spawn(async move {
+        tether::server::run_daemon(&p2, options, std::future::pending(), |i| {
+            ready_tx.send(i.clone()).unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    let info = ready_rx.await.unwrap();
+    let client = tether::discovery::connect(&info).await.unwrap();
+    let case = unique("shutdown");
+    let mut p = params(
+        dir.path(),
+        "pod/multi",
+        json!({"labels": {"tether.test/case": case}}),
+    );
+    p["linger_ms"] = json!(60_000);
+    let started: Value = tether::discovery::call(&client, "session.start", p)
+        .await
+        .unwrap();
+    assert!(started["id"].is_string());
+    assert_eq!(jobs_labelled(&admin, SAMPLES, &case).await.len(), 1);
+    let _: Value = tether::discovery::call(&client, "daemon.shutdown", json!({}))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), daemon)
+        .await
+        .expect("the daemon exits")
+        .unwrap();
+    // Deleted before the daemon exited (foreground: the Job goes once its pod is gone).
+    assert!(
+        jobs_labelled(&admin, SAMPLES, &case).await.is_empty(),
+        "the Job is being deleted when the daemon has exited"
+    );
+    assert_eq!(secrets_labelled(&admin, SAMPLES, &case).await, 0);
+    wait_jobs_gone(&admin, SAMPLES, &case).await;
+}
