@@ -142,8 +142,10 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
                 4,
                 "agent: tether exec --target pod/demo -n tether-demo (agent Job + port-forward)",
             );
+            // TETHER_KUBECONFIG travels with the config to the daemon (which may run already).
             exec.args(["--target", "pod/demo", "-n", NAMESPACE])
-                .env("KUBECONFIG", &cluster.kubeconfig);
+                .env("KUBECONFIG", &cluster.kubeconfig)
+                .env("TETHER_KUBECONFIG", &cluster.kubeconfig);
             None
         }
         AgentPath::Local => {
