@@ -173,6 +173,12 @@ func run(c config) error {
 		return err
 	}
 	go netw.runServices(ctx, prov)
+	// Stop pods as soon as we are told to stop, not after VK's controllers wind down
+	// (down sends SIGKILL 10 s after SIGTERM).
+	go func() {
+		<-ctx.Done()
+		prov.shutdown()
+	}()
 
 	go func() {
 		if err := n.WaitReady(ctx, 0); err == nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -216,6 +217,14 @@ func cleanup(runDir, prefix string) error {
 		f := strings.Fields(line)
 		if len(f) == 0 || !strings.HasPrefix(f[0], prefix+"-") {
 			continue
+		}
+		// Whatever still runs in a pod's netns is a container process or its child
+		// (orphaned when the node was killed): none may outlive the cluster.
+		pids, _ := exec.Command("ip", "netns", "pids", f[0]).Output()
+		for _, ps := range strings.Fields(string(pids)) {
+			if pid, err := strconv.Atoi(ps); err == nil && pid > 1 {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
 		}
 		if err := run1("ip", "netns", "del", f[0]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
