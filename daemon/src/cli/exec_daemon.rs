@@ -243,28 +243,80 @@ async fn follow_start(client: &WsClient, program: &Path, bars: &Progress) {
     std::future::pending().await
 }
 
-/// Start-up progress on stderr: one line per step.
+/// Start-up progress on stderr: a spinner per step on a terminal (indicatif), else one line per
+/// step change (logs, CI).
 struct Progress {
     on: bool,
+    multi: Option<indicatif::MultiProgress>,
+    bars: std::sync::Mutex<Vec<(String, indicatif::ProgressBar)>>,
 }
 
 impl Progress {
     fn new(on: bool) -> Self {
-        Self { on }
+        use std::io::IsTerminal as _;
+        let multi = (on && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
+        Self {
+            on,
+            multi,
+            bars: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     fn step(&self, step: &str, message: &str, done: bool) {
-        if self.on {
+        if !self.on {
+            return;
+        }
+        let Some(multi) = &self.multi else {
             let mark = if done { "done" } else { "...." };
             eprintln!("tether: [{mark}] {step}: {message}");
+            return;
+        };
+        let mut bars = self.bars.lock().expect("progress bars poisoned");
+        let bar = match bars.iter().find(|(s, _)| s == step) {
+            Some((_, b)) => b.clone(),
+            None => {
+                let b = multi.add(indicatif::ProgressBar::new_spinner());
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {prefix:>6} {msg} {elapsed}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                b.set_prefix(step.to_owned());
+                b.enable_steady_tick(Duration::from_millis(100));
+                bars.push((step.to_owned(), b.clone()));
+                b
+            }
+        };
+        if done {
+            bar.finish_with_message(format!("✓ {message}"));
+        } else {
+            bar.set_message(message.to_owned());
         }
     }
 
     fn println(&self, line: &str) {
-        eprintln!("{line}");
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
     }
 
-    fn finish_ok(&self) {}
+    fn finish_ok(&self) {
+        for (_, b) in self.bars.lock().expect("progress bars poisoned").iter() {
+            if !b.is_finished() {
+                b.finish();
+            }
+        }
+    }
 
-    fn finish_error(&self) {}
+    fn finish_error(&self) {
+        for (_, b) in self.bars.lock().expect("progress bars poisoned").iter() {
+            if !b.is_finished() {
+                b.abandon_with_message(format!("✗ {}", b.message()));
+            }
+        }
+    }
 }
