@@ -436,6 +436,32 @@ async fn hover_shows_the_key_doc() {
         .unwrap_or_else(|| panic!("{r}"));
     assert!(value.starts_with("`agent.ttl`"), "{value}");
     assert!(value.contains("Default: `1`"), "{value}");
+    // A ranged edit (clients may send them even under full sync), and hover on an enum value.
+    lsp.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": toml, "version": 3}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 1}, "end": {"line": 2, "character": 1}},
+             "text": "feature.network.incoming]\nmode = \"mirror\"\n"}
+        ]}),
+    )
+    .await;
+    let d = lsp.diagnostics(&toml, |p| p["version"] == 3).await;
+    assert_eq!(d["diagnostics"], json!([]), "{d}");
+    let r = lsp
+        .request(
+            "textDocument/hover",
+            json!({"textDocument": {"uri": toml}, "position": {"line": 1, "character": 10}}),
+        )
+        .await;
+    let value = r["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        value.starts_with("`feature.network.incoming.mode` = `mirror`"),
+        "{value}"
+    );
+    assert!(value.contains("the pod still answers"), "{value}");
+    lsp.change(&toml, 4, "[agent]\nttl = \n[").await;
     // Nothing under the cursor: no hover.
     let r = lsp
         .request(
@@ -714,4 +740,20 @@ async fn bad_input_never_kills_the_server() {
         "{r}"
     );
     lsp.shutdown().await;
+}
+
+#[tokio::test]
+async fn closed_stdin_ends_the_server() {
+    let (dir, root) = project();
+    let lsp = Lsp::start(dir.path(), &root).await;
+    let Lsp {
+        mut child, stdin, ..
+    } = lsp;
+    // An editor that crashed: no shutdown, no exit, just the end of input.
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the server exits at the end of input")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }

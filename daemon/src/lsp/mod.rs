@@ -12,6 +12,20 @@
 //!   changed them) are re-verified and their diagnostics republished.
 //!
 //! The environment and CLI flags are left out of verification: the buffer is what is checked.
+//!
+//! # Editor setup
+//! Any LSP client runs `tether lsp` for the config files, e.g. Neovim:
+//! ```lua
+//! vim.lsp.start({ name = "tether", cmd = { "tether", "lsp" },
+//!   root_dir = vim.fs.root(0, { ".tether", ".mirrord", ".git" }) })
+//! ```
+//! (for buffers matching `*/.tether/tether.*` and `*/.mirrord/mirrord.*`). Target completion
+//! needs a running daemon (`tether daemon start`); `RUST_LOG=debug` logs to stderr why it has
+//! none.
+//!
+//! # Transport
+//! Full text sync (ranged edits are applied too), positions in UTF-16 as LSP defaults to.
+//! The `framing` guard keeps malformed input from ending the server.
 
 pub mod cursor;
 mod framing;
@@ -374,20 +388,26 @@ impl LanguageServer for Backend {
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let id = params.text_document;
-        // Full sync: the last change holds the whole text.
-        let Some(text) = params
-            .content_changes
-            .into_iter()
-            .next_back()
-            .map(|c| match c {
-                TextDocumentContentChangeEvent::TextDocumentContentChangeWholeDocument(w) => w.text,
-                TextDocumentContentChangeEvent::TextDocumentContentChangePartial(p) => p.text,
-            })
-        else {
-            return;
-        };
-        self.set_text(id.text_document_identifier.uri, text, id.version, None)
-            .await;
+        let uri = id.text_document_identifier.uri;
+        // Full sync is what the server asks for; ranged edits are applied anyway, in order.
+        let mut text = self
+            .shared
+            .open_doc(&uri)
+            .map(|d| d.text)
+            .unwrap_or_default();
+        for change in params.content_changes {
+            match change {
+                TextDocumentContentChangeEvent::TextDocumentContentChangeWholeDocument(w) => {
+                    text = w.text
+                }
+                TextDocumentContentChangeEvent::TextDocumentContentChangePartial(p) => {
+                    let start = text::offset_of(&text, p.range.start);
+                    let end = text::offset_of(&text, p.range.end).max(start);
+                    text.replace_range(start..end, &p.text);
+                }
+            }
+        }
+        self.set_text(uri, text, id.version, None).await;
     }
 
     async fn did_save(&self, params: DidSaveTextDocumentParams) {
@@ -546,17 +566,34 @@ impl LanguageServer for Backend {
             tether_config::Pos::new(pos.line + 1, start as u32 + 1),
         );
         // Text that does not parse (being edited): the key path from the text before the word.
-        let path = parsed.or_else(|| match cursor_at(&doc.text, doc.format, pos.line, end)? {
-            Cursor::Key { parent, prefix, .. } if !prefix.is_empty() => {
-                Some(if parent.is_empty() {
+        // On a value: the doc of that enum value.
+        let context = cursor_at(&doc.text, doc.format, pos.line, end);
+        let word: String = chars[start..end].iter().collect();
+        let doc_text = match (parsed, context) {
+            (Some(path), _) => key_doc(&path),
+            (None, Some(Cursor::Key { parent, prefix, .. })) if !prefix.is_empty() => {
+                key_doc(&if parent.is_empty() {
                     prefix
                 } else {
                     format!("{parent}.{prefix}")
                 })
             }
+            (None, Some(Cursor::Value { path, prefix, .. })) if prefix.ends_with(&word) => {
+                choices(&path)
+                    .into_iter()
+                    .find(|c| c.label == word)
+                    .map(|c| {
+                        let mut s = format!("`{path}` = `{word}`");
+                        if let Some(d) = c.doc {
+                            s.push_str("\n\n");
+                            s.push_str(&d);
+                        }
+                        s
+                    })
+            }
             _ => None,
-        });
-        let Some(doc_text) = path.as_deref().and_then(key_doc) else {
+        };
+        let Some(doc_text) = doc_text else {
             return Ok(None);
         };
         Ok(Some(Hover {

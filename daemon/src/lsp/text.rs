@@ -29,6 +29,24 @@ pub fn char_of_utf16(line: &str, utf16: u32) -> usize {
     line.chars().count()
 }
 
+/// Byte offset of an LSP position in `text` (clamped to the line's end, or the text's).
+pub fn offset_of(text: &str, pos: Position) -> usize {
+    let mut offset = 0;
+    for (i, line) in text.split('\n').enumerate() {
+        if i == pos.line as usize {
+            let content = line.strip_suffix('\r').unwrap_or(line);
+            let chars = char_of_utf16(content, pos.character);
+            return offset
+                + content
+                    .char_indices()
+                    .nth(chars)
+                    .map_or(content.len(), |(b, _)| b);
+        }
+        offset += line.len() + 1;
+    }
+    text.len()
+}
+
 /// The LSP range of a diagnostic at the 1-based `line`:`column` (characters): from there to the
 /// end of the token that starts there (a quoted string, or a run up to a separator), at least one
 /// character wide when the line has one.
@@ -140,6 +158,16 @@ mod tests {
             token_range("a\nbc", 9, 1),
             Range::new(Position::new(1, 2), Position::new(1, 2))
         );
+    }
+
+    #[test]
+    fn offsets_of_positions() {
+        let text = "ab\r\né😀x\n";
+        assert_eq!(offset_of(text, Position::new(0, 1)), 1);
+        assert_eq!(offset_of(text, Position::new(0, 9)), 2);
+        assert_eq!(offset_of(text, Position::new(1, 3)), 4 + 2 + 4);
+        assert_eq!(offset_of(text, Position::new(2, 0)), text.len());
+        assert_eq!(offset_of(text, Position::new(7, 0)), text.len());
     }
 
     #[test]
