@@ -18,6 +18,19 @@ fn app_line<'a>(out: &'a str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no `{prefix}` line in the demo's output:\n{out}"))
 }
 
+/// Stops the test's daemon (`tether daemon stop` with the test's dirs).
+struct StopDaemon(std::path::PathBuf);
+
+impl Drop for StopDaemon {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(["daemon", "stop"])
+            .env("XDG_STATE_HOME", self.0.join("state"))
+            .env("XDG_RUNTIME_DIR", self.0.join("run"))
+            .output();
+    }
+}
+
 #[test]
 fn demo_runs_the_app_inside_the_demo_pod() {
     assert!(
@@ -25,8 +38,13 @@ fn demo_runs_the_app_inside_the_demo_pod() {
         "the demo test needs root (the test cluster): run it as root, as tests/run and CI do"
     );
     let started = Instant::now();
+    // A daemon of this build, in dirs of this test (`tether ls` in the demo starts one).
+    let dirs = tempfile::tempdir().unwrap();
+    let _daemon = StopDaemon(dirs.path().to_path_buf());
     let out = Command::new(env!("CARGO_BIN_EXE_tether"))
         .arg("demo")
+        .env("XDG_STATE_HOME", dirs.path().join("state"))
+        .env("XDG_RUNTIME_DIR", dirs.path().join("run"))
         // The demo's own steps; a caller's override would test something else.
         .env_remove("TETHER_DEMO_AGENT")
         .output()

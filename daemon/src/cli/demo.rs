@@ -132,20 +132,17 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     // 4. The agent and the app.
     let path = agent_path()?;
     let config = repo.join("examples/demo-app/tether.toml");
-    let (config, port, _tmp) = app_config(&config)?;
+    let (_config_dir, app_config_file, port) = app_config(&config, &cluster.kubeconfig)?;
     let app = repo.join("examples/demo-app/app.py");
     let mut exec = Command::new(&exe);
-    exec.arg("exec").arg("-f").arg(&config);
+    exec.arg("exec").arg("-f").arg(&app_config_file);
     let _agent = match path {
         AgentPath::Launcher => {
             step(
                 4,
                 "agent: tether exec --target pod/demo -n tether-demo (agent Job + port-forward)",
             );
-            // TETHER_KUBECONFIG travels with the config to the daemon (which may run already).
-            exec.args(["--target", "pod/demo", "-n", NAMESPACE])
-                .env("KUBECONFIG", &cluster.kubeconfig)
-                .env("TETHER_KUBECONFIG", &cluster.kubeconfig);
+            exec.args(["--target", "pod/demo", "-n", NAMESPACE]);
             None
         }
         AgentPath::Local => {
@@ -171,9 +168,14 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     step(
         5,
         &format!(
-            "app: tether exec -f {} -- python3 {}",
+            "app: tether exec -f {} {}-- python3 {}\n  (config: plus `kubeconfig` of the test cluster, in {})",
             rel(&repo, &config),
-            rel(&repo, &app)
+            match path {
+                AgentPath::Launcher => "--target pod/demo -n tether-demo ",
+                AgentPath::Local => "--agent ADDR ",
+            },
+            rel(&repo, &app),
+            app_config_file.display()
         ),
     );
     // From the app's own dir, as a developer runs it: the project dir stays local (fs "read"
@@ -460,31 +462,41 @@ fn agent_path() -> anyhow::Result<AgentPath> {
     }
 }
 
-/// The app's config: examples/demo-app/tether.toml, or a copy mapping another free local port to
-/// the pod's 8080 when 18080 is taken on this machine.
-fn app_config(path: &Path) -> anyhow::Result<(PathBuf, u16, Option<tempfile::TempDir>)> {
-    if std::net::TcpListener::bind(("0.0.0.0", APP_PORT)).is_ok() {
-        return Ok((path.to_path_buf(), APP_PORT, None));
-    }
-    let port = std::net::TcpListener::bind(("0.0.0.0", 0))
-        .and_then(|l| l.local_addr())
-        .context("demo: cannot find a free local port")?
-        .port();
-    let text = std::fs::read_to_string(path)
+/// The app's config: a copy of examples/demo-app/tether.toml naming the test cluster's kubeconfig
+/// (the daemon reads the file, not this process's env), and mapping another free local port to
+/// the pod's 8080 when 18080 is taken on this machine. Returns the copy, its dir and the port.
+fn app_config(path: &Path, kubeconfig: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf, u16)> {
+    let mut text = std::fs::read_to_string(path)
         .with_context(|| format!("demo: cannot read {}", path.display()))?;
-    let from = format!("[[{APP_PORT}, 8080]]");
-    if !text.contains(&from) {
-        bail!(
-            "demo: {} no longer maps local port {APP_PORT} to the pod's 8080\n  help: restore `port_mapping = {from}`",
-            path.display()
-        );
+    let mut port = APP_PORT;
+    if std::net::TcpListener::bind(("0.0.0.0", APP_PORT)).is_err() {
+        port = std::net::TcpListener::bind(("0.0.0.0", 0))
+            .and_then(|l| l.local_addr())
+            .context("demo: cannot find a free local port")?
+            .port();
+        let from = format!("[[{APP_PORT}, 8080]]");
+        if !text.contains(&from) {
+            bail!(
+                "demo: {} no longer maps local port {APP_PORT} to the pod's 8080\n  help: restore `port_mapping = {from}`",
+                path.display()
+            );
+        }
+        text = text.replace(&from, &format!("[[{port}, 8080]]"));
+        println!("  (local port {APP_PORT} is taken on this machine: the app listens on {port})");
     }
+    let kubeconfig = kubeconfig
+        .to_str()
+        .context("demo: the kubeconfig path is not UTF-8")?;
+    // A top-level key: before the file's first table.
+    let text = format!(
+        "# written by tether demo from {}\nkubeconfig = {}\n\n{text}",
+        path.display(),
+        serde_json::to_string(kubeconfig)?
+    );
     let dir = tempfile::tempdir().context("demo: cannot create a temp dir")?;
     let copy = dir.path().join("tether.toml");
-    std::fs::write(&copy, text.replace(&from, &format!("[[{port}, 8080]]")))
-        .context("demo: cannot write the app's config")?;
-    println!("  (local port {APP_PORT} is taken on this machine: the app listens on {port})");
-    Ok((copy, port, Some(dir)))
+    std::fs::write(&copy, text).context("demo: cannot write the app's config")?;
+    Ok((dir, copy, port))
 }
 
 /// Sends the demo's request to pod `demo` from pod `client`, retrying while the pod itself answers
