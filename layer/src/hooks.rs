@@ -1049,11 +1049,25 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     r
 }
 
+/// The app is about to replace fd `to`: forget a faked fd there, and if it is one of the
+/// layer's session sockets, give the number up (the pool then drops that connection without
+/// closing what the app put there).
+fn replacing(fd: c_int, to: c_int) {
+    if fd == to {
+        return;
+    }
+    if fdtable::kind(to) == Kind::Layer {
+        if guard::force_enter().is_some() {
+            fdtable::unmark_layer(to);
+        }
+        return;
+    }
+    forget(to);
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup2(fd: c_int, to: c_int) -> c_int {
-    if fd != to {
-        forget(to);
-    }
+    replacing(fd, to);
     // SAFETY: forwarded.
     let r = unsafe { real::dup2(fd, to) };
     duplicated(fd, r);
@@ -1062,9 +1076,7 @@ pub unsafe extern "C" fn dup2(fd: c_int, to: c_int) -> c_int {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int {
-    if fd != to {
-        forget(to);
-    }
+    replacing(fd, to);
     // SAFETY: forwarded.
     let r = unsafe { real::dup3(fd, to, flags) };
     duplicated(fd, r);

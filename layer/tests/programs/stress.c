@@ -101,5 +101,16 @@ int main(void) {
     if (fd < 0) printf("open after close_range: %s\n", strerror(errno));
     printf("after close_range: %zd\n", read(fd, buf, sizeof buf - 1));
     close(fd);
+
+    // A program that dup2s onto every high fd (the session sockets live at 500+) keeps its
+    // files intact and the layer keeps working.
+    int tmp = open("/tmp", O_RDWR | O_TMPFILE, 0600);
+    for (int i = 500; i < 510; i++) dup2(tmp, i);
+    fd = open("/remote/hello.txt", O_RDONLY);
+    printf("after dup2 over high fds: %zd\n", read(fd, buf, sizeof buf - 1));
+    close(fd);
+    struct stat tst;
+    fstat(tmp, &tst);
+    printf("tmp file untouched: %ld\n", (long)tst.st_size);
     return 0;
 }
