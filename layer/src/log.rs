@@ -62,7 +62,8 @@ fn write_all(fd: i32, mut buf: &[u8]) {
 /// Writes one debug line to the log file.
 pub fn debug_line(msg: &str) {
     let fd = LOG_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
+    // The app may have dup2'ed its own file over the log's number: then stop logging.
+    if fd >= 0 && crate::fdtable::kind(fd) == crate::fdtable::Kind::Layer {
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         write_all(fd, format!("tether[{pid}]: {msg}\n").as_bytes());
