@@ -307,7 +307,9 @@ func (p *provider) statusLocked(pr *podRun) *corev1.PodStatus {
 		StartTime: &pr.startTime,
 		HostIP:    p.cfg.nodeIP(),
 		HostIPs:   []corev1.HostIP{{IP: p.cfg.nodeIP()}},
-		QOSClass:  corev1.PodQOSBestEffort,
+		// Set by the API server at creation and immutable: a different value makes
+		// every status update fail validation.
+		QOSClass: pr.pod.Status.QOSClass,
 	}
 	if pr.sb != nil {
 		st.PodIP = pr.sb.ip.String()
