@@ -146,8 +146,19 @@ else
 fi
 
 # Deleting a pod: SIGTERM reaches the container, the pod is gone quickly and its netns too.
-k -n "$ns" run sleeper --image=busybox:1.36 --restart=Never -- \
-  sh -c 'trap "echo got TERM; exit 0" TERM; echo started; while true; do sleep 1; done' >/dev/null
+# (With resources: its qosClass is Burstable, which the node's status must keep.)
+k -n "$ns" apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 1; done"]
+    resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}
+EOF
 sleeper_running() { [[ "$(k -n "$ns" get pod sleeper -o jsonpath='{.status.phase}')" == Running ]]; }
 if poll 30 sleeper_running; then
   uid=$(k -n "$ns" get pod sleeper -o jsonpath='{.metadata.uid}')
