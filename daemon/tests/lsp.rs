@@ -523,6 +523,20 @@ async fn files_changed_on_disk_are_rechecked() {
         "{d}"
     );
 
+    // The whole dir removed and made anew (a branch switch): still watched.
+    std::fs::remove_dir_all(root.join(".mirrord")).unwrap();
+    lsp.diagnostics(&uri(&m), |p| p["diagnostics"] == json!([]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::create_dir(root.join(".mirrord")).unwrap();
+    std::fs::write(&m, "{\"telemetry\": true}").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&m, "{\"telemetry\": true, \"feature\": {}}").unwrap();
+    let d = lsp
+        .diagnostics(&uri(&m), |p| p["diagnostics"] != json!([]))
+        .await;
+    assert_eq!(d["diagnostics"][0]["severity"], json!(2), "{d}");
+
     // Removed: its diagnostics are cleared.
     std::fs::remove_file(&file).unwrap();
     lsp.diagnostics(&file_uri, |p| p["diagnostics"] == json!([]))
@@ -656,6 +670,11 @@ async fn target_names_come_from_the_running_daemon() {
         json!("deployment 1/2 in shop, Progressing"),
         "{item}"
     );
+
+    // A target typed up to its `/`: its containers.
+    lsp.change(&toml, 4, "target = \"pod/api-2/").await;
+    let labels = lsp.complete(&toml, 0, 20).await;
+    assert_eq!(labels, ["pod/api-2/container/app"]);
 
     lsp.shutdown().await;
     let _ = stop_tx.send(());

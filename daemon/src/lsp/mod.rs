@@ -57,6 +57,8 @@ use tower_lsp_server::{
     jsonrpc::Result,
 };
 
+use crate::server::api::TargetInfo;
+
 use self::{
     cursor::{Cursor, cursor_at},
     text::{char_of_utf16, line_of, path_to_uri, token_range, uri_to_path, utf16_of_char},
@@ -508,26 +510,44 @@ impl LanguageServer for Backend {
                 }
                 if let Some(slot) = target_slot(path) {
                     let scope = scope_of(&doc, pos.line);
-                    for t in targets::list(&scope).await {
-                        let label = match slot {
-                            TargetSlot::Path => t.path.clone(),
-                            TargetSlot::Name(kind) if t.kind.as_str() == kind => t.name.clone(),
+                    let typed = cur.prefix();
+                    let list = targets::list(&scope).await;
+                    // `pod/api/` typed: only that target's containers, `pod/api/container/app`.
+                    let chosen = |t: &TargetInfo| typed.starts_with(&format!("{}/", t.path));
+                    let containers = slot == TargetSlot::Path && list.iter().any(chosen);
+                    for t in &list {
+                        let labels = match slot {
+                            TargetSlot::Path if containers => {
+                                if !chosen(t) {
+                                    continue;
+                                }
+                                t.containers
+                                    .iter()
+                                    .map(|c| format!("{}/container/{}", t.path, c.name))
+                                    .collect()
+                            }
+                            TargetSlot::Path => vec![t.path.clone()],
+                            TargetSlot::Name(kind) if t.kind.as_str() == kind => {
+                                vec![t.name.clone()]
+                            }
                             TargetSlot::Name(_) => continue,
                         };
-                        items.push(CompletionItem {
-                            label: label.clone(),
-                            kind: Some(CompletionItemKind::Value),
-                            detail: Some(format!(
-                                "{} {} in {}, {}",
-                                t.kind.as_str(),
-                                t.ready_text,
-                                t.namespace,
-                                t.status
-                            )),
-                            filter_text: Some(label.clone()),
-                            text_edit: edit(quote(&label)),
-                            ..Default::default()
-                        });
+                        for label in labels {
+                            items.push(CompletionItem {
+                                label: label.clone(),
+                                kind: Some(CompletionItemKind::Value),
+                                detail: Some(format!(
+                                    "{} {} in {}, {}",
+                                    t.kind.as_str(),
+                                    t.ready_text,
+                                    t.namespace,
+                                    t.status
+                                )),
+                                filter_text: Some(label.clone()),
+                                text_edit: edit(quote(&label)),
+                                ..Default::default()
+                            });
+                        }
                     }
                 }
             }

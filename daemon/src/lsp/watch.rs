@@ -63,6 +63,15 @@ impl Watcher {
         }
     }
 
+    /// Watches a dir again: one that was removed and made anew (a branch switch) lost its
+    /// inotify watch with its old inode.
+    pub(super) fn rewatch_dir(&mut self, dir: &Path) {
+        if self.dirs.remove(dir) {
+            let _ = self.inner.unwatch(dir);
+        }
+        self.watch_dir(dir);
+    }
+
     /// Watches one dir (not recursively), once.
     pub(super) fn watch_dir(&mut self, dir: &Path) {
         if self.dirs.contains(dir) {
@@ -110,7 +119,7 @@ async fn handle_events(shared: Weak<Shared>, mut rx: mpsc::UnboundedReceiver<Vec
                         .unwrap_or_else(|e| e.into_inner())
                         .as_mut()
                     {
-                        w.watch_dir(&path);
+                        w.rewatch_dir(&path);
                     }
                     if let Some(root) = path.parent() {
                         for file in config_files(root) {
