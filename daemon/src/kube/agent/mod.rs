@@ -83,7 +83,13 @@ pub struct RunningAgent {
     pub ephemeral: bool,
     token: String,
     sessions: AtomicUsize,
+    /// A connection opened (and greeted) ahead of the next session on this agent: a port-forward
+    /// costs a WebSocket upgrade through the API server and the node (about 50 ms here), which a
+    /// debug restart then does not wait for.
+    spare: tokio::sync::Mutex<Option<Link>>,
 }
+
+type Link = (AgentClient, mpsc::Receiver<AgentEvent>);
 
 impl std::fmt::Debug for RunningAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,6 +150,33 @@ impl RunningAgent {
             })
     }
 
+    /// A live spare connection, if one is ready.
+    async fn take_spare(&self) -> Option<Link> {
+        let spare = self.spare.lock().await.take()?;
+        spare.0.down_reason().is_none().then_some(spare)
+    }
+
+    /// Opens the spare connection for the next session, in the background.
+    fn refill_spare(self: &Arc<Self>, link: LinkOptions) {
+        let agent = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(a) = agent.upgrade() else { return };
+            let opts = LinkOptions {
+                session_id: format!("{}-spare", a.name),
+                ..link
+            };
+            match a.connect(opts).await {
+                Ok(l) => {
+                    let old = a.spare.lock().await.replace(l);
+                    if let Some((c, _)) = old {
+                        c.shutdown().await;
+                    }
+                }
+                Err(e) => tracing::debug!(agent = %a.name, "no spare connection: {e}"),
+            }
+        });
+    }
+
     /// Sessions using this agent now.
     pub fn sessions(&self) -> usize {
         self.sessions.load(Ordering::SeqCst)
@@ -151,6 +184,9 @@ impl RunningAgent {
 
     /// Deletes the Job (foreground, so its pod goes too) and the Secret. Best effort.
     async fn remove(&self) {
+        if let Some((c, _)) = self.spare.lock().await.take() {
+            c.shutdown().await;
+        }
         if self.ephemeral {
             return;
         }
@@ -235,10 +271,24 @@ impl AgentPool {
                 format!("reusing agent {}/{}", agent.namespace, agent.name),
                 false,
             );
-            match agent.connect(req.link.clone()).await {
+            let t = Instant::now();
+            let link = match agent.take_spare().await {
+                Some(l) => Ok(l),
+                None => agent.connect(req.link.clone()).await,
+            };
+            match link {
                 Ok((c, ev)) => {
                     agent.sessions.fetch_add(1, Ordering::SeqCst);
-                    progress("agent", format!("connected to agent {}", agent.name), true);
+                    progress(
+                        "agent",
+                        format!(
+                            "connected to agent {} in {} ms",
+                            agent.name,
+                            t.elapsed().as_millis()
+                        ),
+                        true,
+                    );
+                    agent.refill_spare(req.link.clone());
                     let lease = AgentLease {
                         key: req.key,
                         agent,
@@ -260,6 +310,7 @@ impl AgentPool {
         }
         let (agent, c, ev) = launch(&req, progress).await?;
         agent.sessions.fetch_add(1, Ordering::SeqCst);
+        agent.refill_spare(req.link.clone());
         *guard = Some(agent.clone());
         Ok((
             AgentLease {
@@ -358,6 +409,7 @@ async fn launch(
         ephemeral: false,
         token,
         sessions: AtomicUsize::new(0),
+        spare: Default::default(),
     };
     progress(
         "job",
@@ -433,6 +485,7 @@ async fn launch_ephemeral(
         ephemeral: true,
         token,
         sessions: AtomicUsize::new(0),
+        spare: Default::default(),
     };
     watch_start(req, agent, &spec.image(), progress).await
 }
