@@ -604,3 +604,59 @@ async fn daemon_shutdown_removes_the_agent_job() {
     assert_eq!(secrets_labelled(&admin, SAMPLES, &case).await, 0);
     wait_jobs_gone(&admin, SAMPLES, &case).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agent_ends_its_session_and_the_next_start_launches_a_new_one() {
+    let c = cluster();
+    let admin = c.admin().await;
+    let m = rpc_module(state(c.var("TETHER_ADMIN_KUBECONFIG")));
+    let dir = tempfile::tempdir().unwrap();
+    let case = unique("lost");
+    let mut p = params(
+        dir.path(),
+        "pod/multi",
+        json!({"labels": {"tether.test/case": case}}),
+    );
+    p["linger_ms"] = json!(60_000);
+    let first = rpc(&m, "session.start", p.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let jobs = jobs_labelled(&admin, SAMPLES, &case).await;
+    assert_eq!(jobs.len(), 1);
+    // Someone deletes the agent's Job (and so its pod): the link drops.
+    let api: Api<Job> = Api::namespaced(admin.clone(), SAMPLES);
+    let dp = kube::api::DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Foreground),
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    api.delete(&jobs[0], &dp).await.unwrap();
+    let t = Instant::now();
+    loop {
+        let l = rpc(&m, "session.list", json!({})).await.unwrap();
+        let alive = l["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == first["id"] && s["state"] != "ended");
+        if !alive {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the session outlived its agent: {l}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next start does not reuse the dead agent: a new Job serves it.
+    let second = rpc(&m, "session.start", p)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = jobs_labelled(&admin, SAMPLES, &case).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, jobs, "a new agent Job");
+    rpc(&m, "session.stop", json!({"id": second["id"]}))
+        .await
+        .unwrap();
+    wait_jobs_gone(&admin, SAMPLES, &case).await;
+}
