@@ -140,9 +140,9 @@ impl LaunchError {
             LaunchError::AgentExited { .. } => {
                 "see the agent's logs above; `agent.log_level: \"debug\"` says more".to_owned()
             }
-            LaunchError::Timeout { step, .. } => format!(
-                "raise `agent.startup_timeout` if the cluster is slow, or look at `kubectl describe` of the agent's {step}"
-            ),
+            LaunchError::Timeout { .. } => {
+                "raise `agent.startup_timeout` if the cluster is slow; `kubectl describe` of the agent's Job and pod shows what it waits for".to_owned()
+            }
             LaunchError::Connect { .. } => {
                 "check that `kubectl port-forward` works against this cluster (pods/portforward access, a reachable kubelet)".to_owned()
             }
@@ -202,5 +202,103 @@ impl LaunchError {
         )
         .target(target.to_owned())
         .hint(self.help())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<LaunchError> {
+        let s = || "x".to_owned();
+        vec![
+            LaunchError::Forbidden {
+                verb: "create".into(),
+                resource: "jobs.batch".into(),
+                namespace: "ns".into(),
+                message: s(),
+            },
+            LaunchError::TargetNotFound {
+                target: s(),
+                namespace: s(),
+            },
+            LaunchError::TargetNotReady {
+                target: s(),
+                detail: s(),
+            },
+            LaunchError::Unsupported {
+                target: s(),
+                detail: s(),
+            },
+            LaunchError::ImagePull {
+                image: "img".into(),
+                reason: "ErrImagePull".into(),
+                message: "not found.".into(),
+            },
+            LaunchError::Admission {
+                namespace: s(),
+                message: s(),
+            },
+            LaunchError::Unschedulable { message: s() },
+            LaunchError::RuntimeSocketMissing {
+                path: "/run/containerd/containerd.sock".into(),
+                message: s(),
+            },
+            LaunchError::AgentExited {
+                reason: s(),
+                logs: s(),
+            },
+            LaunchError::Timeout {
+                step: "the scheduler to place the agent pod".into(),
+                after: Duration::from_secs(60),
+            },
+            LaunchError::Connect {
+                pod: s(),
+                detail: s(),
+            },
+            LaunchError::Api {
+                what: s(),
+                message: s(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_cause_has_its_own_name_and_a_help_line() {
+        let errs = all();
+        let mut causes: Vec<_> = errs.iter().map(LaunchError::cause).collect();
+        causes.sort();
+        causes.dedup();
+        assert_eq!(causes.len(), errs.len());
+        for e in errs {
+            let rpc = e.clone().into_rpc("pod/x");
+            assert!(
+                rpc.message
+                    .starts_with(&format!("agent start failed [{}]: ", e.cause()))
+            );
+            assert!(!rpc.message.ends_with('.'), "{}", rpc.message);
+            let hint = rpc.hint.unwrap_or_default();
+            assert!(!hint.is_empty() && !hint.contains('\n'), "{hint}");
+        }
+    }
+
+    #[test]
+    fn timeout_names_the_step_and_rbac_the_verb_and_resource() {
+        let e = &all()[9];
+        assert!(
+            e.to_string()
+                .contains("still waiting for the scheduler to place the agent pod")
+        );
+        let f = all()[0].clone().into_rpc("pod/x");
+        assert_eq!(f.kind, ErrorKind::KubeForbidden);
+        assert!(
+            f.message
+                .contains("not allowed to create jobs.batch in namespace `ns`")
+        );
+        assert!(
+            f.hint
+                .unwrap()
+                .contains("kubectl auth can-i create jobs.batch -n ns")
+        );
     }
 }
