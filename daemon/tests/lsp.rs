@@ -461,6 +461,24 @@ async fn hover_shows_the_key_doc() {
         "{value}"
     );
     assert!(value.contains("the pod still answers"), "{value}");
+    // JSON and YAML keys too.
+    for (name, language, text, line, character) in [
+        ("tether.json", "json", "{\"agent\": {\"ttl\": 5}}", 0, 13),
+        ("tether.yaml", "yaml", "agent:\n  ttl: 5\n", 1, 3),
+    ] {
+        let other = uri(&root.join(".tether").join(name));
+        lsp.open(&other, language, text).await;
+        let r = lsp
+            .request(
+                "textDocument/hover",
+                json!({"textDocument": {"uri": other}, "position": {"line": line, "character": character}}),
+            )
+            .await;
+        let value = r["result"]["contents"]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(value.starts_with("`agent.ttl`"), "{name}: {value}");
+    }
     lsp.change(&toml, 4, "[agent]\nttl = \n[").await;
     // Nothing under the cursor: no hover.
     let r = lsp
