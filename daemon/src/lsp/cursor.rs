@@ -59,6 +59,56 @@ pub fn cursor_at(text: &str, format: Format, line: u32, col: usize) -> Option<Cu
     }
 }
 
+/// Keys the object at `parent` already has, from the lines other than `skip_line` (the one being
+/// typed), so that completion does not offer them twice. Empty for items of arrays (every item
+/// has the same path) and for texts too large to rescan on each keystroke.
+pub fn existing_keys(
+    text: &str,
+    format: Format,
+    parent: &str,
+    skip_line: u32,
+) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    if parent.contains('[') || text.len() > 16 * 1024 {
+        return out;
+    }
+    let separators: &[char] = match format {
+        Format::Toml => &['=', ']'],
+        Format::Json | Format::Yaml => &[':'],
+    };
+    for (l, line) in text.split('\n').enumerate() {
+        if l == skip_line as usize {
+            continue;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if !separators.contains(c) {
+                continue;
+            }
+            // Back over spaces and a closing quote to the end of the key.
+            let mut end = i;
+            while end > 0 && chars[end - 1] == ' ' {
+                end -= 1;
+            }
+            if end > 0 && matches!(chars[end - 1], '"' | '\'') {
+                end -= 1;
+            }
+            if end == 0 || !is_bare_key(chars[end - 1]) {
+                continue;
+            }
+            if let Some(Cursor::Key {
+                parent: p, prefix, ..
+            }) = cursor_at(text, format, l as u32, end)
+                && p == parent
+                && !prefix.is_empty()
+            {
+                out.insert(prefix);
+            }
+        }
+    }
+    out
+}
+
 fn join(path: &[String]) -> String {
     path.join(".")
 }
@@ -642,6 +692,38 @@ mod tests {
             prefix: prefix.into(),
             quoted,
         })
+    }
+
+    #[test]
+    fn keys_already_there() {
+        let sorted = |set: std::collections::HashSet<String>| {
+            let mut v: Vec<String> = set.into_iter().collect();
+            v.sort();
+            v
+        };
+        let toml = "[feature]\nenv = true\nfs = { mode = \"read\" }\n\n[feature.network]\n";
+        assert_eq!(
+            sorted(existing_keys(toml, Format::Toml, "feature", 3)),
+            ["env", "fs", "network"]
+        );
+        assert_eq!(
+            sorted(existing_keys(toml, Format::Toml, "feature.fs", 3)),
+            ["mode"]
+        );
+        let json = "{\n  \"agent\": {\"ttl\": 1},\n  \"target\": \"pod/a\",\n  \n}";
+        assert_eq!(
+            sorted(existing_keys(json, Format::Json, "", 3)),
+            ["agent", "target"]
+        );
+        let yaml = "agent:\n  ttl: 1\n  \nfeature:\n  env: true\n";
+        assert_eq!(
+            sorted(existing_keys(yaml, Format::Yaml, "agent", 2)),
+            ["ttl"]
+        );
+        assert_eq!(
+            sorted(existing_keys(yaml, Format::Yaml, "", 2)),
+            ["agent", "feature"]
+        );
     }
 
     #[test]

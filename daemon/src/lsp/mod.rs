@@ -466,7 +466,11 @@ impl LanguageServer for Backend {
         let mut items = Vec::new();
         match &cur {
             Cursor::Key { parent, quoted, .. } => {
-                for k in keys_under(parent) {
+                let there = cursor::existing_keys(&doc.text, doc.format, parent, pos.line);
+                for k in keys_under(parent)
+                    .into_iter()
+                    .filter(|k| !there.contains(&k.name))
+                {
                     let new_text = if doc.format == Format::Json && !quoted {
                         format!("\"{}\"", k.name)
                     } else {
