@@ -87,7 +87,10 @@ impl Cluster {
             let multi = list
                 .iter()
                 .any(|p| p.metadata.name.as_deref() == Some("multi") && ready(p));
-            if echo && multi {
+            let sts = list
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some("echo-0") && ready(p));
+            if echo && multi && sts {
                 return client;
             }
             assert!(
@@ -659,4 +662,86 @@ async fn a_lost_agent_ends_its_session_and_the_next_start_launches_a_new_one() {
         .await
         .unwrap();
     wait_jobs_gone(&admin, SAMPLES, &case).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_container_target_and_unknown_targets() {
+    let c = cluster();
+    let admin = c.admin().await;
+    let m = rpc_module(state(c.var("TETHER_ADMIN_KUBECONFIG")));
+    let dir = tempfile::tempdir().unwrap();
+    let case = unique("sts");
+    let agent = json!({"labels": {"tether.test/case": case}});
+    let started = rpc(
+        &m,
+        "session.start",
+        params(dir.path(), "statefulset/echo/container/udp", agent.clone()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The agent attached to the udp container of the StatefulSet's pod.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), SAMPLES);
+    let pod = pods.get("echo-0").await.unwrap();
+    let udp_id = pod
+        .status
+        .unwrap()
+        .container_statuses
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "udp")
+        .and_then(|c| c.container_id)
+        .unwrap();
+    let running = state_jobs_args(&admin, &case).await;
+    assert!(running.contains(&udp_id), "{running} should name {udp_id}");
+    rpc(&m, "session.stop", json!({"id": started["id"]}))
+        .await
+        .unwrap();
+    wait_jobs_gone(&admin, SAMPLES, &case).await;
+
+    // Unknown targets and containers fail before any Job exists.
+    let e = rpc(
+        &m,
+        "session.start",
+        params(dir.path(), "deployment/nope", agent.clone()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(support::error_kind(&e), "kube_not_found", "{e}");
+    let e = rpc(
+        &m,
+        "session.start",
+        params(dir.path(), "pod/multi/container/nope", agent),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("no container `nope` (containers: web, sidecar)"),
+        "{e}"
+    );
+    assert!(jobs_labelled(&admin, SAMPLES, &case).await.is_empty());
+}
+
+/// The args of the case's agent Job, as one string.
+async fn state_jobs_args(client: &kube::Client, case: &str) -> String {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), SAMPLES);
+    let list = jobs
+        .list(&ListParams::default().labels(&format!("tether.test/case={case}")))
+        .await
+        .unwrap();
+    serde_json::to_string(
+        &list.items[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .args,
+    )
+    .unwrap()
 }
