@@ -132,10 +132,17 @@ impl Shared {
     /// Re-verifies a config file from disk unless the editor has it open (then its buffer is what
     /// counts); clears its diagnostics when it is gone.
     async fn refresh_from_disk(&self, path: &Path) {
-        let uri = path_to_uri(path);
-        if self.open_doc(&uri).is_some() {
+        // By path: the client's URI may encode the same path differently from ours.
+        let open = self
+            .docs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|d| d.path.as_deref() == Some(path));
+        if open {
             return;
         }
+        let uri = path_to_uri(path);
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 self.publish(uri, &text, Format::from_path(path), Some(path), None)
