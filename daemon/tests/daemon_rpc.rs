@@ -356,6 +356,7 @@ async fn session_methods_without_the_router() {
         started_at: unix_now(),
         layers: 0,
         program: Some("/bin/app".into()),
+        ..Default::default()
     });
     entry.emit(SessionEvent::Progress {
         step: "agent".into(),

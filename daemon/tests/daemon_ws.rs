@@ -206,6 +206,7 @@ async fn session_events_subscription_over_websocket() {
         started_at: unix_now(),
         layers: 0,
         program: None,
+        ..Default::default()
     });
     let c = client(&srv.url, "test-token").await.unwrap();
     let mut sub = c
@@ -219,16 +220,19 @@ async fn session_events_subscription_over_websocket() {
     entry.emit(SessionEvent::LayerConnected {
         pid: 42,
         exe: Some("/bin/app".into()),
+        ppid: Some(1),
+        argv: vec!["app".into()],
     });
     entry.emit(SessionEvent::Traffic {
         bytes_in: 10,
         bytes_out: 20,
         connections: 1,
+        counters: Default::default(),
     });
     let ev = next(&mut sub).await;
     assert_eq!(
         ev,
-        json!({"type": "layer_connected", "pid": 42, "exe": "/bin/app"})
+        json!({"type": "layer_connected", "pid": 42, "exe": "/bin/app", "ppid": 1, "argv": ["app"]})
     );
     let ev = next(&mut sub).await;
     assert_eq!(ev["type"], json!("traffic"));

@@ -147,11 +147,25 @@ async fn start_returns_the_debuggee_env_and_ends_after_the_last_process() {
             || l["sessions"].as_array().unwrap().is_empty()
     })
     .await;
-    let (ev, _) = tokio::time::timeout(Duration::from_secs(10), sub.next::<Value>())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut next = async || {
+        let (ev, _) = tokio::time::timeout(Duration::from_secs(10), sub.next::<Value>())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        ev
+    };
+    let ev = next().await;
+    assert_eq!(
+        (&ev["type"], &ev["pid"]),
+        (&json!("layer_connected"), &json!(4242))
+    );
+    let ev = next().await;
+    assert_eq!(
+        (&ev["type"], &ev["pid"], &ev["reason"]),
+        (&json!("layer_disconnected"), &json!(4242), &json!("closed"))
+    );
+    let ev = next().await;
     assert_eq!(ev["type"], json!("ended"), "{ev}");
     assert_eq!(ev["reason"], json!("process_exited"));
     wait_list(&m, |l| l["sessions"].as_array().unwrap().is_empty()).await;

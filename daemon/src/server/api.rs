@@ -408,10 +408,11 @@ pub struct SessionStarted {
 }
 
 /// Lifecycle state of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Agent and connection being set up.
+    #[default]
     Starting,
     /// Ready for the debuggee.
     Ready,
@@ -422,7 +423,7 @@ pub enum SessionState {
 }
 
 /// One session, as `session.list` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionInfo {
     /// Session id.
     pub id: String,
@@ -440,6 +441,50 @@ pub struct SessionInfo {
     pub layers: u32,
     /// The program, when the frontend said.
     pub program: Option<String>,
+    /// Pids of the processes connected through the layer now, sorted.
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    /// Traffic counters since the start (as of the last `traffic` event).
+    #[serde(default)]
+    pub traffic: TrafficCounters,
+}
+
+/// Traffic counters of a session since its start. Bytes are payload bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TrafficCounters {
+    /// Outgoing connections: bytes from the debuggee to the remote peer.
+    pub outgoing_bytes_up: u64,
+    /// Outgoing connections: bytes from the remote peer to the debuggee.
+    pub outgoing_bytes_down: u64,
+    /// Outgoing TCP connections and UDP sockets opened in the target.
+    pub outgoing_connections: u64,
+    /// Incoming: bytes from the pod's clients to the debuggee (stolen or mirrored).
+    pub incoming_bytes_in: u64,
+    /// Incoming: bytes the debuggee answered (stolen traffic only).
+    pub incoming_bytes_out: u64,
+    /// Incoming connections delivered to the debuggee.
+    pub incoming_connections: u64,
+    /// Incoming HTTP requests delivered by the HTTP filter.
+    pub incoming_http_requests: u64,
+    /// File requests forwarded to the target.
+    pub file_requests: u64,
+    /// DNS lookups forwarded to the target.
+    pub dns_requests: u64,
+    /// Relayed TCP connections open now.
+    pub open_connections: u64,
+}
+
+/// Why a layer (a process) disconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerDisconnectReason {
+    /// It closed its last connection: it exited or was killed.
+    Closed,
+    /// It announced an exec but the new image never connected (not hooked, or it died first).
+    ExecLost,
+    /// Reading from it failed or it broke the protocol (see `message`).
+    Error,
 }
 
 /// Result of `session.list`.
@@ -500,26 +545,42 @@ pub enum SessionEvent {
     },
     /// The session is ready for the debuggee.
     Ready,
-    /// A layer (the debuggee or a child) connected.
+    /// A process (the debuggee or a child) connected through the layer; again with the same pid
+    /// after an exec (new `exe` and `argv`).
     LayerConnected {
         /// Its pid.
         pid: u32,
         /// Its executable.
         exe: Option<String>,
+        /// Its parent's pid.
+        #[serde(default)]
+        ppid: Option<u32>,
+        /// Its arguments.
+        #[serde(default)]
+        argv: Vec<String>,
     },
-    /// A layer disconnected.
+    /// A process's last layer connection closed.
     LayerDisconnected {
         /// Its pid.
         pid: u32,
+        /// Why.
+        #[serde(default)]
+        reason: Option<LayerDisconnectReason>,
+        /// Details for `error`.
+        #[serde(default)]
+        message: Option<String>,
     },
-    /// Traffic counters since the start.
+    /// Traffic counters since the start; sent at most every second, when they changed.
     Traffic {
-        /// Bytes from the pod to the debuggee.
+        /// Bytes from the pod to the debuggee (outgoing down plus incoming in).
         bytes_in: u64,
-        /// Bytes from the debuggee to the pod.
+        /// Bytes from the debuggee to the pod (outgoing up plus incoming out).
         bytes_out: u64,
-        /// Connections now open.
+        /// Relayed connections now open.
         connections: u32,
+        /// Every counter.
+        #[serde(default)]
+        counters: TrafficCounters,
     },
     /// The session is over; the subscription ends after this.
     Ended {

@@ -15,7 +15,7 @@ use super::{
 };
 
 /// Version of the API described; bump on every change of the document.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 fn error_object(kind: ErrorKind) -> Value {
     json!({

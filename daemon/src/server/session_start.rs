@@ -22,7 +22,7 @@ use crate::{
     agent_link::{AgentClient, LinkOptions},
     kube::agent::{AgentKey, AgentLease, LaunchRequest},
     session::{
-        ListenKind, LocalContext, Session, SessionOptions, SessionParams,
+        ListenKind, LocalContext, RouterEvent, Session, SessionOptions, SessionParams,
         env::env_changes,
         launch::{debuggee_env, fetch_pod_env, find_layer},
     },
@@ -30,7 +30,10 @@ use crate::{
 
 use super::{
     DaemonState,
-    api::{EndReason, SessionEvent, SessionInfo, SessionStartParams, SessionStarted, SessionState},
+    api::{
+        EndReason, SessionEvent, SessionInfo, SessionStartParams, SessionStarted, SessionState,
+        TrafficCounters,
+    },
     blocking, config,
     error::{ErrorKind, RpcError},
     sessions::{SessionEntry, new_session_id, unix_now},
@@ -100,6 +103,7 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
         started_at: unix_now(),
         layers: 0,
         program: p.program.clone(),
+        ..Default::default()
     });
     let fail = |e: RpcError| {
         s.sessions
@@ -204,7 +208,16 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
         .unwrap_or(DEFAULT_LINGER);
     // Counted before the task runs, so a shutdown right now still waits for it.
     s.session_tasks.send_modify(|n| *n += 1);
-    tokio::spawn(own_session(s.clone(), entry, session, linger, lease));
+    // Subscribed before the env goes out, so the first process's events are not missed.
+    let router_events = session.subscribe();
+    tokio::spawn(own_session(
+        s.clone(),
+        entry,
+        session,
+        router_events,
+        linger,
+        lease,
+    ));
     tracing::info!(session = %id, %target, "session started");
     Ok(SessionStarted {
         id,
@@ -306,6 +319,7 @@ async fn own_session(
     s: Arc<DaemonState>,
     entry: Arc<SessionEntry>,
     session: Session,
+    mut router_events: tokio::sync::broadcast::Receiver<RouterEvent>,
     linger: Duration,
     lease: Option<AgentLease>,
 ) {
@@ -320,6 +334,25 @@ async fn own_session(
             _ = session.agent().closed() => {
                 let why = session.agent().down_reason().map(|r| r.to_string());
                 break (EndReason::AgentLost, why);
+            }
+            ev = router_events.recv() => {
+                use tokio::sync::broadcast::error::RecvError;
+                match ev {
+                    Ok(ev) => {
+                        // A process too short-lived for the tick to see still counts.
+                        if matches!(ev, RouterEvent::LayerConnected(_)) {
+                            seen_layer = true;
+                            idle_since = None;
+                        }
+                        entry.emit(ev.into());
+                    }
+                    Err(RecvError::Lagged(n)) => entry.emit(SessionEvent::Warning {
+                        message: format!("{n} router events were dropped: the daemon is overloaded"),
+                    }),
+                    // The router lives in `session`, so its sender outlives this loop.
+                    Err(RecvError::Closed) => {}
+                }
+                continue;
             }
             _ = tick.tick() => {}
         }
@@ -355,6 +388,11 @@ async fn own_session(
     };
     // `end` emits `ended` unless `session.stop` or shutdown already did.
     if !entry.is_cancelled() {
+        // The last counters, which the sampler may not have published yet.
+        let last: TrafficCounters = session.counters().into();
+        if last != entry.info().traffic {
+            entry.emit(SessionEvent::traffic(last));
+        }
         s.sessions.end(&id, reason, message);
     }
     session.shutdown().await;

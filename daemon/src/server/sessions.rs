@@ -7,7 +7,8 @@
 //!
 //! Invariant: an entry's event history and its broadcast are updated under one lock, so a
 //! subscriber that replays the history and then follows the broadcast sees every event exactly
-//! once.
+//! once. Traffic events are not kept in the history; a new subscriber gets the newest one right
+//! after the replay (and before `ended`).
 
 use std::{
     collections::BTreeMap,
@@ -17,16 +18,27 @@ use std::{
 
 use tokio::sync::{broadcast, watch};
 
-use super::api::{EndReason, SessionEvent, SessionInfo, SessionState};
+use super::api::{
+    EndReason, LayerDisconnectReason, SessionEvent, SessionInfo, SessionState, TrafficCounters,
+};
+use crate::session::{self as router, DisconnectReason, RouterEvent};
 
 /// Events kept for replay per session (traffic counters are not kept: only the newest matters).
 const HISTORY_LIMIT: usize = 256;
+
+/// An entry's events: the replay history, the newest traffic event, the live broadcast.
+#[derive(Debug)]
+struct Events {
+    history: Vec<SessionEvent>,
+    traffic: Option<SessionEvent>,
+    tx: broadcast::Sender<SessionEvent>,
+}
 
 /// One session.
 #[derive(Debug)]
 pub struct SessionEntry {
     info: Mutex<SessionInfo>,
-    events: Mutex<(Vec<SessionEvent>, broadcast::Sender<SessionEvent>)>,
+    events: Mutex<Events>,
     cancel: watch::Sender<Option<EndReason>>,
 }
 
@@ -44,8 +56,14 @@ impl SessionEntry {
     /// Publishes an event to subscribers and the replay history.
     pub fn emit(&self, event: SessionEvent) {
         let mut guard = self.events.lock().expect("session events poisoned");
-        let (history, tx) = &mut *guard;
-        if !matches!(event, SessionEvent::Traffic { .. }) {
+        let Events {
+            history,
+            traffic,
+            tx,
+        } = &mut *guard;
+        if matches!(event, SessionEvent::Traffic { .. }) {
+            *traffic = Some(event.clone());
+        } else {
             if history.len() == HISTORY_LIMIT {
                 // Keep the first events (progress of the start), drop the oldest of the rest.
                 history.remove(HISTORY_LIMIT / 2);
@@ -54,16 +72,25 @@ impl SessionEntry {
         }
         match &event {
             SessionEvent::Ready => self.update(|i| i.state = SessionState::Ready),
-            SessionEvent::LayerConnected { .. } => self.update(|i| {
-                i.layers += 1;
+            // `layers` counts connections; the session's owner keeps it exact, this is a guess
+            // for registries without a router.
+            SessionEvent::LayerConnected { pid, .. } => self.update(|i| {
+                if let Err(at) = i.pids.binary_search(pid) {
+                    i.pids.insert(at, *pid);
+                    i.layers += 1;
+                }
                 i.state = SessionState::Ready;
             }),
-            SessionEvent::LayerDisconnected { .. } => self.update(|i| {
-                i.layers = i.layers.saturating_sub(1);
+            SessionEvent::LayerDisconnected { pid, .. } => self.update(|i| {
+                if let Ok(at) = i.pids.binary_search(pid) {
+                    i.pids.remove(at);
+                    i.layers = i.layers.saturating_sub(1);
+                }
                 if i.layers == 0 && i.state == SessionState::Ready {
                     i.state = SessionState::Lingering;
                 }
             }),
+            SessionEvent::Traffic { counters, .. } => self.update(|i| i.traffic = *counters),
             SessionEvent::Ended { .. } => self.update(|i| i.state = SessionState::Ended),
             _ => {}
         }
@@ -71,10 +98,18 @@ impl SessionEntry {
         let _ = tx.send(event);
     }
 
-    /// The history so far and a receiver for what follows.
+    /// The history so far (with the newest traffic event) and a receiver for what follows.
     pub fn subscribe(&self) -> (Vec<SessionEvent>, broadcast::Receiver<SessionEvent>) {
         let guard = self.events.lock().expect("session events poisoned");
-        (guard.0.clone(), guard.1.subscribe())
+        let mut history = guard.history.clone();
+        if let Some(t) = &guard.traffic {
+            let at = match history.last() {
+                Some(SessionEvent::Ended { .. }) => history.len() - 1,
+                _ => history.len(),
+            };
+            history.insert(at, t.clone());
+        }
+        (history, guard.tx.subscribe())
     }
 
     /// Resolves when the session is asked to end, with the reason.
@@ -110,7 +145,11 @@ impl SessionRegistry {
         info.state = SessionState::Starting;
         let entry = Arc::new(SessionEntry {
             info: Mutex::new(info.clone()),
-            events: Mutex::new((Vec::new(), broadcast::channel(1024).0)),
+            events: Mutex::new(Events {
+                history: Vec::new(),
+                traffic: None,
+                tx: broadcast::channel(1024).0,
+            }),
             cancel: watch::channel(None).0,
         });
         self.sessions
@@ -174,6 +213,65 @@ impl SessionRegistry {
     }
 }
 
+impl From<router::TrafficCounters> for TrafficCounters {
+    fn from(c: router::TrafficCounters) -> Self {
+        Self {
+            outgoing_bytes_up: c.outgoing_bytes_up,
+            outgoing_bytes_down: c.outgoing_bytes_down,
+            outgoing_connections: c.outgoing_connections,
+            incoming_bytes_in: c.incoming_bytes_in,
+            incoming_bytes_out: c.incoming_bytes_out,
+            incoming_connections: c.incoming_connections,
+            incoming_http_requests: c.incoming_http_requests,
+            file_requests: c.file_requests,
+            dns_requests: c.dns_requests,
+            open_connections: c.open_connections,
+        }
+    }
+}
+
+impl SessionEvent {
+    /// The `traffic` event for these counters.
+    pub fn traffic(counters: TrafficCounters) -> Self {
+        Self::Traffic {
+            bytes_in: counters
+                .outgoing_bytes_down
+                .saturating_add(counters.incoming_bytes_in),
+            bytes_out: counters
+                .outgoing_bytes_up
+                .saturating_add(counters.incoming_bytes_out),
+            connections: u32::try_from(counters.open_connections).unwrap_or(u32::MAX),
+            counters,
+        }
+    }
+}
+
+impl From<RouterEvent> for SessionEvent {
+    fn from(ev: RouterEvent) -> Self {
+        match ev {
+            RouterEvent::LayerConnected(p) => SessionEvent::LayerConnected {
+                pid: p.pid,
+                exe: Some(p.exe),
+                ppid: Some(p.ppid),
+                argv: p.argv,
+            },
+            RouterEvent::LayerDisconnected { pid, reason } => {
+                let (reason, message) = match reason {
+                    DisconnectReason::Closed => (LayerDisconnectReason::Closed, None),
+                    DisconnectReason::ExecLost => (LayerDisconnectReason::ExecLost, None),
+                    DisconnectReason::Error(m) => (LayerDisconnectReason::Error, Some(m)),
+                };
+                SessionEvent::LayerDisconnected {
+                    pid,
+                    reason: Some(reason),
+                    message,
+                }
+            }
+            RouterEvent::Counters(c) => SessionEvent::traffic(c.into()),
+        }
+    }
+}
+
 /// A new session id: `s-` and 12 hex digits.
 pub fn new_session_id() -> String {
     use rand::RngCore;
@@ -202,6 +300,7 @@ mod tests {
             started_at: unix_now(),
             layers: 0,
             program: None,
+            ..Default::default()
         }
     }
 
@@ -218,14 +317,43 @@ mod tests {
         e.emit(SessionEvent::Ready);
         let (history, mut rx) = e.subscribe();
         assert_eq!(history.len(), 2);
-        e.emit(SessionEvent::LayerConnected { pid: 7, exe: None });
-        assert_eq!(
-            rx.recv().await.unwrap(),
-            SessionEvent::LayerConnected { pid: 7, exe: None }
-        );
+        let connected = SessionEvent::LayerConnected {
+            pid: 7,
+            exe: None,
+            ppid: Some(1),
+            argv: vec![],
+        };
+        e.emit(connected.clone());
+        assert_eq!(rx.recv().await.unwrap(), connected);
         assert_eq!(reg.list()[0].layers, 1);
-        e.emit(SessionEvent::LayerDisconnected { pid: 7 });
+        assert_eq!(reg.list()[0].pids, [7]);
+        let counters = TrafficCounters {
+            outgoing_bytes_up: 5,
+            outgoing_bytes_down: 7,
+            incoming_bytes_in: 1,
+            ..Default::default()
+        };
+        e.emit(SessionEvent::traffic(counters));
+        assert_eq!(e.info().traffic, counters);
+        // Traffic is not history, but a late subscriber gets the newest one after the replay.
+        let (history, _) = e.subscribe();
+        assert_eq!(history.len(), 4);
+        let SessionEvent::Traffic {
+            bytes_in,
+            bytes_out,
+            ..
+        } = history[3]
+        else {
+            panic!("{history:?}")
+        };
+        assert_eq!((bytes_in, bytes_out), (8, 5));
+        e.emit(SessionEvent::LayerDisconnected {
+            pid: 7,
+            reason: Some(LayerDisconnectReason::Closed),
+            message: None,
+        });
         assert_eq!(e.info().state, SessionState::Lingering);
+        assert!(e.info().pids.is_empty());
         assert!(!e.is_cancelled());
         reg.end("s-1", EndReason::Stopped, None).unwrap();
         assert!(e.is_cancelled());

@@ -16,6 +16,7 @@ use tether_protocol::outgoing::StreamMessage;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use super::events::add;
 use super::pipe::{Direction, pipe};
 use super::router::{Shared, to_remote_error, unexpected};
 use crate::agent_link::{AgentClient, AgentEvent, StreamRx};
@@ -147,10 +148,12 @@ pub(crate) async fn event_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<A
             AgentEvent::Connection {
                 port, mode, stream, ..
             } => {
+                add(&shared.meters.incoming_connections, 1);
                 let shared = shared.clone();
                 tokio::spawn(async move { deliver_connection(&shared, port, mode, stream).await });
             }
             AgentEvent::HttpRequest(req) => {
+                add(&shared.meters.incoming_http_requests, 1);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let resp = serve_http(&shared, req).await;
@@ -180,7 +183,16 @@ async fn deliver_connection(shared: &Shared, port: u16, mode: IncomingMode, stre
                 IncomingMode::Steal => Direction::Both,
                 IncomingMode::Mirror => Direction::DiscardLocal,
             };
-            pipe(shared.agent.clone(), sock, stream, dir).await;
+            let m = &shared.meters;
+            pipe(
+                shared.agent.clone(),
+                sock,
+                stream,
+                dir,
+                &m.incoming,
+                &m.open_connections,
+            )
+            .await;
         }
         Err(error) => {
             tracing::warn!(port, "incoming connection dropped: {error}");
@@ -216,10 +228,17 @@ fn hop_by_hop(name: &str) -> bool {
 pub(crate) async fn serve_http(shared: &Shared, req: HttpRequest) -> HttpResponse {
     let id = req.id;
     let port = req.port;
+    add(
+        &shared.meters.incoming.down,
+        req.body.as_slice().len() as u64,
+    );
     let result = match local_for(shared, port) {
         Some(addr) => forward_http(&shared.http_pool, addr, req).await,
         None => Err(format!("port {port} is not subscribed by this session")),
     };
+    if let Ok(r) = &result {
+        add(&shared.meters.incoming.up, r.body.as_slice().len() as u64);
+    }
     result.unwrap_or_else(|e| {
         tracing::warn!(port, "stolen request failed: {e}");
         HttpResponse {

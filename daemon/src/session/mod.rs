@@ -2,6 +2,7 @@
 //!
 //! - [`Session::start`]: the session router's listener (a unix socket in a private 0700 runtime
 //!   dir, or 127.0.0.1 TCP) and its tasks; [`router`] serves each layer connection.
+//! - [`events`]: what the router publishes (processes connecting and leaving, traffic counters).
 //! - [`policy`]: the [`LayerPolicy`](tether_protocol::layer::LayerPolicy) sent to every layer.
 //! - [`env`]: the pod env a debuggee gets; `config` turns a `TetherConfig` into [`SessionOptions`].
 //! - [`launch`]: `tether exec`'s code path (checks, spawning with the layer, exit status), reusable
@@ -12,6 +13,7 @@
 
 mod config;
 pub mod env;
+pub mod events;
 mod incoming;
 pub mod launch;
 mod outgoing;
@@ -29,6 +31,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use self::events::{DisconnectReason, LayerProcess, RouterEvent, TrafficCounters};
 pub use self::policy::{LocalContext, SessionOptions, build_policy};
 use crate::agent_link::{AgentClient, AgentEvent};
 
@@ -147,6 +150,7 @@ impl Session {
             }
         };
         tasks.push(tokio::spawn(incoming::event_loop(shared.clone(), events)));
+        tasks.push(tokio::spawn(sample_counters(shared.clone())));
         Ok(Self {
             shared,
             id: params.id,
@@ -191,6 +195,24 @@ impl Session {
         ]
     }
 
+    /// Router events from now on: processes connecting and leaving, counters when they change.
+    /// Subscribe before handing out [`Session::env`] to see every process.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RouterEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The traffic counters now.
+    pub fn counters(&self) -> TrafficCounters {
+        self.shared.meters.snapshot()
+    }
+
+    /// Pids of the processes connected now (or between an exec and the new image's hello), sorted.
+    pub fn processes(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.shared.lock().processes.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
     /// Number of open layer connections.
     pub fn connections(&self) -> usize {
         *self.shared.live.borrow()
@@ -218,6 +240,21 @@ impl Session {
             t.abort();
         }
         self.shared.agent.shutdown().await;
+    }
+}
+
+/// Publishes the counters every [`events::SAMPLE_INTERVAL`] when they changed.
+async fn sample_counters(shared: Arc<router::Shared>) {
+    let mut last = TrafficCounters::default();
+    let mut tick = tokio::time::interval(events::SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = shared.meters.snapshot();
+        if now != last {
+            last = now;
+            shared.publish(RouterEvent::Counters(now));
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use tether_protocol::layer::LayerResponse;
 use tether_protocol::outgoing::{OutgoingRequest, OutgoingResponse, StreamMessage};
 use tokio::net::{TcpListener, UdpSocket};
 
+use super::events::add;
 use super::pipe::{Direction, pipe};
 use super::router::{Shared, loopback_like, to_remote_error, unexpected};
 
@@ -82,11 +83,22 @@ pub(crate) async fn connect_tcp(
             return Err(local_error("binding the interceptor", e));
         }
     };
+    add(&shared.meters.outgoing_connections, 1);
+    let shared = shared.clone();
     tokio::spawn(async move {
         match tokio::time::timeout(ACCEPT_TIMEOUT, listener.accept()).await {
             Ok(Ok((sock, _))) => {
                 drop(listener);
-                pipe(agent, sock, stream, Direction::Both).await;
+                let m = &shared.meters;
+                pipe(
+                    agent,
+                    sock,
+                    stream,
+                    Direction::Both,
+                    &m.outgoing,
+                    &m.open_connections,
+                )
+                .await;
             }
             _ => {
                 tracing::debug!(conn_id, %remote, "the app never connected to its interceptor");
@@ -142,9 +154,12 @@ pub(crate) async fn connect_udp(
         }
         Err(e) => return Err(local_error("binding the udp relay", e)),
     };
+    add(&shared.meters.outgoing_connections, 1);
     let relay_agent = agent.clone();
+    let relay_shared = shared.clone();
     let task = tokio::spawn(async move {
         let agent = relay_agent;
+        let meter = &relay_shared.meters.outgoing;
         let mut app: Option<SocketAddr> = None;
         let mut buf = vec![0u8; 65536];
         loop {
@@ -152,6 +167,7 @@ pub(crate) async fn connect_udp(
                 r = sock.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { break };
                     app = Some(from);
+                    add(&meter.up, n as u64);
                     let msg = StreamMessage::Datagram { conn_id, peer: remote, data: buf[..n].to_vec().into() };
                     if agent.send(ClientMessage::Stream(msg)).await.is_err() {
                         break;
@@ -159,8 +175,10 @@ pub(crate) async fn connect_udp(
                 }
                 m = stream.recv() => match m {
                     Some(StreamMessage::Datagram { data, .. }) => {
-                        if let Some(a) = app {
-                            let _ = sock.send_to(data.as_slice(), a).await;
+                        if let Some(a) = app
+                            && sock.send_to(data.as_slice(), a).await.is_ok()
+                        {
+                            add(&meter.down, data.as_slice().len() as u64);
                         }
                     }
                     Some(StreamMessage::Close { .. }) | None => return,

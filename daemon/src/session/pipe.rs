@@ -7,6 +7,7 @@ use tether_protocol::outgoing::StreamMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::events::{ByteMeter, OpenGuard, add};
 use crate::agent_link::{AgentClient, StreamRx};
 
 /// Read size from local sockets: big reads mean few frames on the agent link.
@@ -22,12 +23,16 @@ pub(crate) enum Direction {
 }
 
 /// Pipes until both sides are done or either fails; always ends the stream at the agent.
+/// Relayed bytes go to `meter`; `open` counts the connection while it lasts.
 pub(crate) async fn pipe(
     agent: AgentClient,
     sock: TcpStream,
     mut stream: StreamRx,
     dir: Direction,
+    meter: &ByteMeter,
+    open: &std::sync::atomic::AtomicU64,
 ) {
+    let _open = OpenGuard::new(open);
     let conn_id = stream.conn_id();
     let _ = sock.set_nodelay(true);
     let (mut rd, mut wr) = sock.into_split();
@@ -47,6 +52,7 @@ pub(crate) async fn pipe(
                 return Ok::<_, std::io::Error>(());
             }
             if dir == Direction::Both {
+                add(&meter.up, n as u64);
                 let data = buf[..n].to_vec().into();
                 up_agent
                     .send(ClientMessage::Stream(StreamMessage::Data { conn_id, data }))
@@ -65,6 +71,7 @@ pub(crate) async fn pipe(
                 StreamMessage::Data { data, .. } => {
                     if !remote_eof.load(Ordering::Relaxed) {
                         wr.write_all(data.as_slice()).await?;
+                        add(&meter.down, data.as_slice().len() as u64);
                     }
                 }
                 StreamMessage::Eof { .. } => {

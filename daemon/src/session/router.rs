@@ -9,6 +9,8 @@
 //! Process lifetime: a process is alive while it has a layer connection open. When its last one
 //! closes (and it did not announce an exec), the router closes the remote fds only it held,
 //! releases the ports it subscribed and drops its UDP relays.
+//!
+//! Every process's first connection and its release are published as [`RouterEvent`]s.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tether_protocol::agent::{Request, Response};
-use tether_protocol::codec::FrameCodec;
+use tether_protocol::codec::{CodecError, FrameCodec};
 use tether_protocol::error::{AgentError, RemoteError};
 use tether_protocol::file::{FileRequest, FileResponse};
 use tether_protocol::layer::{
@@ -25,10 +27,11 @@ use tether_protocol::layer::{
 };
 use tether_protocol::{PROTOCOL_VERSION, RemoteFd};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+use super::events::{self, DisconnectReason, LayerProcess, Meters, RouterEvent, add};
 use super::incoming::{self, Subscription};
 use super::outgoing;
 use crate::agent_link::{AgentClient, RequestError};
@@ -71,6 +74,10 @@ pub(crate) struct Shared {
     pub(crate) live: watch::Sender<usize>,
     /// Keep-alive connections for stolen HTTP requests.
     pub(crate) http_pool: incoming::HttpPool,
+    /// Traffic counters.
+    pub(crate) meters: Meters,
+    /// Processes coming and going, sampled counters.
+    pub(crate) events: broadcast::Sender<RouterEvent>,
 }
 
 impl Shared {
@@ -88,7 +95,14 @@ impl Shared {
             state: Mutex::new(State::default()),
             live: watch::channel(0).0,
             http_pool: incoming::HttpPool::default(),
+            meters: Meters::default(),
+            events: broadcast::channel(events::CHANNEL_CAPACITY).0,
         })
+    }
+
+    /// Publishes an event; nobody listening is fine.
+    pub(crate) fn publish(&self, event: RouterEvent) {
+        let _ = self.events.send(event);
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -152,9 +166,10 @@ where
     let pid = hello.pid;
     register(&shared, &hello);
     // Unregisters even if this task panics or is cancelled, so the session can still end.
-    let _registration = Registration {
+    let mut registration = Registration {
         shared: shared.clone(),
         pid,
+        reason: DisconnectReason::Closed,
     };
     let answer = DaemonMessage::Hello(DaemonHello {
         protocol_version: version,
@@ -167,10 +182,16 @@ where
                 Ok(LayerMessage::Request { id, body }) => (id, body),
                 Ok(LayerMessage::Hello(_)) => {
                     tracing::warn!(pid, "second hello on a layer connection");
+                    registration.reason =
+                        DisconnectReason::Error("second hello on a layer connection".into());
                     break;
                 }
                 Err(e) => {
                     tracing::debug!(pid, "layer connection: {e}");
+                    // A process dying mid-frame is an exit like any other.
+                    if !matches!(e, CodecError::Truncated | CodecError::Closed) {
+                        registration.reason = DisconnectReason::Error(e.to_string());
+                    }
                     break;
                 }
             };
@@ -189,11 +210,14 @@ where
 struct Registration {
     shared: Arc<Shared>,
     pid: u32,
+    /// Why the connection ended, if it was the process's last.
+    reason: DisconnectReason,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        unregister(&self.shared, self.pid);
+        let reason = std::mem::replace(&mut self.reason, DisconnectReason::Closed);
+        unregister(&self.shared, self.pid, reason);
     }
 }
 
@@ -232,15 +256,24 @@ fn register(shared: &Shared, hello: &LayerHello) {
     let p = processes.entry(hello.pid).or_default();
     p.conns += 1;
     p.exec_pending = false;
+    let first = p.conns == 1;
     for fd in inherited {
         p.fds.insert(fd);
         fd_holders.entry(fd).or_default().insert(hello.pid);
     }
     drop(st);
+    if first {
+        shared.publish(RouterEvent::LayerConnected(LayerProcess {
+            pid: hello.pid,
+            ppid: hello.ppid,
+            exe: hello.exe.clone(),
+            argv: hello.argv.clone(),
+        }));
+    }
     shared.live.send_modify(|n| *n += 1);
 }
 
-fn unregister(shared: &Arc<Shared>, pid: u32) {
+fn unregister(shared: &Arc<Shared>, pid: u32, reason: DisconnectReason) {
     let gone = {
         let mut st = shared.lock();
         let Some(p) = st.processes.get_mut(&pid) else {
@@ -250,7 +283,7 @@ fn unregister(shared: &Arc<Shared>, pid: u32) {
         p.conns == 0 && !p.exec_pending
     };
     if gone {
-        release_process(shared, pid);
+        release_process(shared, pid, reason);
     } else {
         // An exec'd image reconnects with the same pid; if it never does, release after a while.
         let shared2 = shared.clone();
@@ -262,15 +295,15 @@ fn unregister(shared: &Arc<Shared>, pid: u32) {
                 .get(&pid)
                 .is_some_and(|p| p.conns == 0);
             if gone {
-                release_process(&shared2, pid);
+                release_process(&shared2, pid, DisconnectReason::ExecLost);
             }
         });
     }
     shared.live.send_modify(|n| *n -= 1);
 }
 
-/// The process is gone: close what only it held.
-fn release_process(shared: &Arc<Shared>, pid: u32) {
+/// The process is gone: close what only it held, and say so.
+fn release_process(shared: &Arc<Shared>, pid: u32, reason: DisconnectReason) {
     let (fds, ports, relays) = {
         let mut st = shared.lock();
         let Some(p) = st.processes.remove(&pid) else {
@@ -297,6 +330,7 @@ fn release_process(shared: &Arc<Shared>, pid: u32) {
         }
         (orphaned, ports, p.relays)
     };
+    shared.publish(RouterEvent::LayerDisconnected { pid, reason });
     for r in relays {
         r.abort();
     }
@@ -370,14 +404,20 @@ async fn handle_request(
     body: LayerRequest,
 ) -> Result<LayerResponse, RemoteError> {
     match body {
-        LayerRequest::File(req) => file_request(shared, pid, req)
-            .await
-            .map(LayerResponse::File),
-        LayerRequest::Dns(req) => match shared.agent.request(Request::Dns(req)).await {
-            Ok(Response::Dns(r)) => Ok(LayerResponse::Dns(r)),
-            Ok(other) => Err(unexpected("dns", &other)),
-            Err(e) => Err(to_remote_error(e, false)),
-        },
+        LayerRequest::File(req) => {
+            add(&shared.meters.file_requests, 1);
+            file_request(shared, pid, req)
+                .await
+                .map(LayerResponse::File)
+        }
+        LayerRequest::Dns(req) => {
+            add(&shared.meters.dns_requests, 1);
+            match shared.agent.request(Request::Dns(req)).await {
+                Ok(Response::Dns(r)) => Ok(LayerResponse::Dns(r)),
+                Ok(other) => Err(unexpected("dns", &other)),
+                Err(e) => Err(to_remote_error(e, false)),
+            }
+        }
         LayerRequest::ConnectTcp { remote } => outgoing::connect_tcp(shared, remote).await,
         LayerRequest::ConnectUdp { remote } => outgoing::connect_udp(shared, pid, remote).await,
         LayerRequest::Listen { local, remote_port } => {
