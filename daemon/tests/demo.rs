@@ -1,6 +1,8 @@
 //! `tether demo` end to end, as the README's first command runs it: the real test cluster
 //! (tests/cluster/up, reusing a running or already built one), the demo workloads, `tether ls`,
-//! and examples/demo-app/app.py under `tether exec`, answering a request stolen from pod `demo`.
+//! and examples/demo-app/app.py under `tether exec`, answering a request stolen from pod `demo`;
+//! once with the agent from the Kubernetes launcher (the default), once with the demo's local
+//! fallback agent.
 //!
 //! Needs root and the workspace's binaries (`tether-agent`, `tether-testsrv`,
 //! `libtether_layer.so`) built next to `tether`: `cargo build --workspace` (tests/run and CI do).
@@ -8,14 +10,20 @@
 use std::process::Command;
 use std::time::Instant;
 
-/// The line of the app's output that starts with `app: <what>`, without that prefix.
+/// The line of the app's output that starts with `app: <what>`, without that prefix and without
+/// the ` (try N)` the app adds when a step needed retries on a busy machine.
 fn app_line<'a>(out: &'a str, what: &str) -> &'a str {
     let prefix = format!("app: {what}");
-    out.lines()
+    let value = out
+        .lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix(&prefix))
         .map(str::trim)
-        .unwrap_or_else(|| panic!("no `{prefix}` line in the demo's output:\n{out}"))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in the demo's output:\n{out}"));
+    match value.rsplit_once(" (try ") {
+        Some((v, n)) if n.ends_with(')') => v,
+        _ => value,
+    }
 }
 
 /// Stops the test's daemon (`tether daemon stop` with the test's dirs).
@@ -31,12 +39,9 @@ impl Drop for StopDaemon {
     }
 }
 
-#[test]
-fn demo_runs_the_app_inside_the_demo_pod() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the demo test needs root (the test cluster): run it as root, as tests/run and CI do"
-    );
+/// Runs `tether demo` (`agent`: `TETHER_DEMO_AGENT`, unset for the default) and checks what the
+/// app saw and answered, and which agent path ran (`path_line`, from the summary).
+fn run_demo(agent: Option<&str>, path_line: &str) {
     let started = Instant::now();
     // A daemon of this build, in dirs of this test (`tether ls` in the demo starts one).
     let dirs = tempfile::tempdir().unwrap();
@@ -45,8 +50,8 @@ fn demo_runs_the_app_inside_the_demo_pod() {
         .arg("demo")
         .env("XDG_STATE_HOME", dirs.path().join("state"))
         .env("XDG_RUNTIME_DIR", dirs.path().join("run"))
-        // The demo's own steps; a caller's override would test something else.
         .env_remove("TETHER_DEMO_AGENT")
+        .envs(agent.map(|a| ("TETHER_DEMO_AGENT", a)))
         .output()
         .expect("running tether demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -107,7 +112,29 @@ fn demo_runs_the_app_inside_the_demo_pod() {
         stdout.contains("tests/cluster/down"),
         "no tear-down hint:\n{all}"
     );
-    eprintln!("tether demo took {:.1}s", started.elapsed().as_secs_f64());
+    assert!(stdout.contains(path_line), "not `{path_line}`:\n{all}");
+    eprintln!(
+        "tether demo ({}) took {:.1}s",
+        agent.unwrap_or("default agent path"),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn demo_runs_the_app_inside_the_demo_pod() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the demo test needs root (the test cluster): run it as root, as tests/run and CI do"
+    );
+    // One after the other: both steal pod demo's port.
+    run_demo(
+        None,
+        "the agent ran as a Job in the cluster (tether exec --target)",
+    );
+    run_demo(
+        Some("local"),
+        "the agent ran on this machine attached to pod demo's process (tether exec --agent)",
+    );
 }
 
 #[test]

@@ -22,11 +22,16 @@ def show(what, value):
     print(f"app: {what:<34} {value}", flush=True)
 
 
-def attempt(fn):
-    try:
-        return fn()
-    except Exception as e:  # the demo shows failures instead of a traceback
-        return f"FAILED: {e}"
+def attempt(fn, tries=3):
+    """fn's result; on a failure (a busy machine can time a lookup out) up to `tries` times."""
+    for n in range(1, tries + 1):
+        try:
+            result = fn()
+            return result if n == 1 else f"{result} (try {n})"
+        except Exception as e:  # the demo shows failures instead of a traceback
+            error = e
+            time.sleep(1)
+    return f"FAILED: {error}"
 
 
 def read_config():

@@ -140,7 +140,7 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
         AgentPath::Launcher => {
             step(
                 4,
-                "agent: tether exec --target pod/demo -n tether-demo (agent Job + port-forward)",
+                "agent: started by `tether exec --target` through the daemon: a Job next to pod demo, reached\n  through an API-server port-forward (its steps are the `tether: [...]` lines below)",
             );
             exec.args(["--target", "pod/demo", "-n", NAMESPACE]);
             None
@@ -151,7 +151,7 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "agent: tether-agent started by the demo on this machine, attached to pod demo's process",
             );
             println!(
-                "  (`tether exec --target`, the Kubernetes launcher, is not wired yet: the demo uses\n  `tether exec --agent`; TETHER_DEMO_AGENT=launcher tries the launcher)"
+                "  ({AGENT_PATH_ENV}=local: not the Kubernetes launcher; `tether exec --agent` instead)"
             );
             let agent = LocalAgent::start(&bin_dir, &cluster)?;
             println!(
@@ -217,6 +217,17 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     if !status.success() {
         bail!("demo: the app exited with {status}");
+    }
+    let failed: Vec<_> = seen.iter().filter(|l| l.contains("FAILED:")).collect();
+    if !failed.is_empty() {
+        bail!(
+            "demo: the app could not see everything from pod demo:\n  {}\n  help: TETHER_LOG=debug shows tether's side; the cluster's logs are in /run/tether-cluster/logs/",
+            failed
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
     }
     let path_text = match path {
         AgentPath::Launcher => "the agent ran as a Job in the cluster (tether exec --target)",
@@ -446,9 +457,9 @@ fn cluster_up(repo: &Path, bin_dir: &Path) -> anyhow::Result<Cluster> {
     })
 }
 
-/// The agent path when `TETHER_DEMO_AGENT` is unset. `Local` until `tether exec --target` (the
-/// launcher) can start an agent from the command line; then `Launcher`.
-const DEFAULT_AGENT_PATH: AgentPath = AgentPath::Local;
+/// The agent path when `TETHER_DEMO_AGENT` is unset: the launcher, as a developer's `tether exec
+/// --target` runs. `local` (the agent on this machine) is the fallback for a broken launcher.
+const DEFAULT_AGENT_PATH: AgentPath = AgentPath::Launcher;
 
 /// `TETHER_DEMO_AGENT` (`launcher` or `local`) when set, else [`DEFAULT_AGENT_PATH`].
 fn agent_path() -> anyhow::Result<AgentPath> {
