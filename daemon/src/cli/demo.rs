@@ -74,7 +74,7 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "tether demo: a local Python app runs as if inside pod `demo` of a Kubernetes cluster\n"
+        "tether demo: a local Python app runs as if inside pod `demo` of a Kubernetes cluster"
     );
 
     // 1. The cluster.
@@ -414,8 +414,10 @@ fn cluster_up(repo: &Path, bin_dir: &Path) -> anyhow::Result<Cluster> {
                 let now = started.elapsed().as_secs();
                 if now >= next && now - last.load(Ordering::Relaxed) >= 30 {
                     println!(
-                        "  | ... still working, {} so far (building from source: see /var/cache/tether/logs/)",
-                        elapsed(started)
+                        "  | ... tests/cluster/up still working, {} so far (builds log to {}/logs/; a parallel\n  |     `up` may hold /run/tether-cluster.lock)",
+                        elapsed(started),
+                        std::env::var("TETHER_CACHE")
+                            .unwrap_or_else(|_| "/var/cache/tether".into())
                     );
                     next = now + 30;
                 }
