@@ -502,6 +502,31 @@ fn artifact(name: &str) -> PathBuf {
     p
 }
 
+/// Runs the real `tether` CLI as a user whose home is `home`, against the test cluster, with the
+/// freshly built layer.
+fn tether_cli<'a>(c: &'a Cluster, home: &'a Path) -> impl Fn(&[&str]) -> std::process::Output + 'a {
+    move |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .current_dir(home)
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("KUBECONFIG", c.var("TETHER_ADMIN_KUBECONFIG"))
+            .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+/// Stops the test's own daemon even when an assertion fails.
+struct StopDaemon<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+
+impl Drop for StopDaemon<'_> {
+    fn drop(&mut self) {
+        let _ = (self.0)(&["daemon", "stop"]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tether_exec_target_runs_a_program_in_the_pod_through_the_daemon() {
     let c = cluster();
@@ -514,24 +539,7 @@ async fn tether_exec_target_runs_a_program_in_the_pod_through_the_daemon() {
         json!({"agent": {"resources": {}, "labels": {"tether.test/case": case}}}).to_string(),
     )
     .unwrap();
-    let tether = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
-            .current_dir(home.path())
-            .env("XDG_RUNTIME_DIR", home.path().join("run"))
-            .env("XDG_STATE_HOME", home.path().join("state"))
-            .env("KUBECONFIG", c.var("TETHER_ADMIN_KUBECONFIG"))
-            .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    // Stops the test's own daemon even when an assertion fails.
-    struct StopDaemon<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
-    impl Drop for StopDaemon<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["daemon", "stop"]);
-        }
-    }
+    let tether = tether_cli(&c, home.path());
     let _stop = StopDaemon(&tether);
     let cfg = config.to_str().unwrap();
     let script = "cat /etc/hostname";
@@ -744,4 +752,155 @@ async fn state_jobs_args(client: &kube::Client, case: &str) -> String {
             .args,
     )
     .unwrap()
+}
+
+/// What each program prints, one `key=value` per line: the pod's env var, its /etc/hostname, the
+/// address of a Service name that only the pod's DNS knows, and the instance that answered an
+/// HTTP GET to that cluster-only Service.
+const C_PROGRAM: &str = r#"
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+int main(void) {
+    const char *g = getenv("GREETING");
+    printf("greeting=%s\n", g ? g : "");
+    char host[256] = {0};
+    FILE *f = fopen("/etc/hostname", "r");
+    if (f && fgets(host, sizeof host, f)) host[strcspn(host, "\n")] = 0;
+    if (f) fclose(f);
+    printf("hostname=%s\n", host);
+    struct addrinfo hints = {0}, *res;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo("http-echo", "80", &hints, &res) != 0) { printf("resolved=none\n"); return 1; }
+    char ip[64];
+    inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip, sizeof ip);
+    printf("resolved=%s\n", ip);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(s, res->ai_addr, res->ai_addrlen) != 0) { printf("answer=none\n"); return 1; }
+    const char *req = "GET /from-c HTTP/1.0\r\nHost: http-echo\r\n\r\n";
+    write(s, req, strlen(req));
+    char buf[8192]; size_t n = 0; ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(s, buf + n, sizeof buf - 1 - n)) > 0) n += r;
+    buf[n] = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    printf("answer=%s\n", body ? body + 4 : "");
+    return 0;
+}
+"#;
+
+const PY_PROGRAM: &str = r#"
+import os, socket, urllib.request
+print("greeting=" + os.environ.get("GREETING", ""))
+print("hostname=" + open("/etc/hostname").read().strip())
+print("resolved=" + socket.getaddrinfo("http-echo", 80, socket.AF_INET)[0][4][0])
+print("answer=" + urllib.request.urlopen("http://http-echo/from-python", timeout=20).read().decode())
+"#;
+
+const NODE_PROGRAM: &str = r#"
+const fs = require("fs"), dns = require("dns"), http = require("http");
+console.log("greeting=" + (process.env.GREETING || ""));
+console.log("hostname=" + fs.readFileSync("/etc/hostname", "utf8").trim());
+dns.lookup("http-echo", { family: 4 }, (err, addr) => {
+  if (err) { console.log("resolved=none"); process.exit(1); }
+  console.log("resolved=" + addr);
+  http.get("http://http-echo/from-node", (res) => {
+    let body = "";
+    res.on("data", (d) => (body += d));
+    res.on("end", () => console.log("answer=" + body));
+  }).on("error", (e) => { console.log("answer=none " + e); process.exit(1); });
+});
+"#;
+
+fn field<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no `{key}=` line in:\n{stdout}"))
+}
+
+/// The Layer issue's programs, C, Python and Node, through the Kubernetes path: the daemon
+/// launches the agent next to a Deployment's pod and each program sees that pod's env, files,
+/// DNS and cluster-only Service, none of which the host can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_python_and_node_programs_run_in_a_deployment_pod_through_kubernetes() {
+    let c = cluster();
+    let admin = c.admin().await;
+    let home = tempfile::tempdir().unwrap();
+    let case = unique("programs");
+    let config = home.path().join("tether.json");
+    std::fs::write(
+        &config,
+        json!({"agent": {"resources": {}, "labels": {"tether.test/case": case}}}).to_string(),
+    )
+    .unwrap();
+    let tether = tether_cli(&c, home.path());
+    let _stop = StopDaemon(&tether);
+
+    // The host itself cannot resolve the Service name: only the pod's DNS knows it.
+    assert!(
+        std::net::ToSocketAddrs::to_socket_addrs(&("http-echo", 80)).is_err(),
+        "the host resolves http-echo; the test would prove nothing"
+    );
+    let c_src = home.path().join("probe.c");
+    std::fs::write(&c_src, C_PROGRAM).unwrap();
+    let c_bin = home.path().join("probe");
+    let cc = std::process::Command::new("cc")
+        .arg(&c_src)
+        .arg("-o")
+        .arg(&c_bin)
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    std::fs::write(home.path().join("probe.py"), PY_PROGRAM).unwrap();
+    std::fs::write(home.path().join("probe.js"), NODE_PROGRAM).unwrap();
+
+    let cfg = config.to_str().unwrap();
+    let programs: [(&str, Vec<&str>); 3] = [
+        ("c", vec![c_bin.to_str().unwrap()]),
+        ("python", vec!["python3", "probe.py"]),
+        ("node", vec!["node", "probe.js"]),
+    ];
+    let mut hostnames = Vec::new();
+    for (name, cmd) in &programs {
+        let mut args = vec![
+            "exec",
+            "-f",
+            cfg,
+            "--target",
+            "deployment/http-echo",
+            "-n",
+            SAMPLES,
+            "--",
+        ];
+        args.extend(cmd.iter().copied());
+        let out = tether(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+        assert_eq!(field(&stdout, "greeting"), "hello-from-configmap", "{name}");
+        let hostname = field(&stdout, "hostname");
+        assert!(hostname.starts_with("http-echo-"), "{name}: {stdout}");
+        let ip: std::net::Ipv4Addr = field(&stdout, "resolved").parse().unwrap();
+        assert!(ip.is_private(), "{name}: a cluster address, got {ip}");
+        // The echo names the pod that answered and the path the program asked for.
+        let answer = field(&stdout, "answer");
+        assert!(answer.contains("http-echo-"), "{name}: {answer}");
+        assert!(
+            answer.contains(&format!("/from-{name}")),
+            "{name}: {answer}"
+        );
+        hostnames.push(hostname.to_string());
+    }
+    // Every program ran against the same pod of the Deployment.
+    assert!(hostnames.windows(2).all(|w| w[0] == w[1]), "{hostnames:?}");
+    wait_jobs_gone(&admin, SAMPLES, &case).await;
 }
