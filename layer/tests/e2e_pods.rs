@@ -1,8 +1,9 @@
 //! End to end, from the layer's side: real programs under `tether exec` (the real session
 //! router), a real agent attached to a test pod (own network, mount and UTS namespaces; see
 //! tether-testkit). Covers the issue's list: pod files, env, DNS of pod-only names, the
-//! cluster-only service, fork+exec children, local paths staying local, hidden credentials, and
-//! a killed agent failing the next hooked call fast.
+//! cluster-only service, fork+exec children, local paths staying local, hidden credentials, C and
+//! Node servers receiving stolen (and C mirrored) requests sent by another pod to the pod's port,
+//! and a killed agent failing the next hooked call fast.
 //!
 //! Needs root. Builds `tether` and `tether-agent` into this target dir if missing, and the layer
 //! if its sources changed.
@@ -122,6 +123,11 @@ struct LocalSide {
 }
 
 fn local_side() -> LocalSide {
+    local_side_with("")
+}
+
+/// [`local_side`] with `extra` (`"network": {...}`, say) added to the config's `feature` object.
+fn local_side_with(extra: &str) -> LocalSide {
     let cwd = tempfile::tempdir().unwrap();
     std::fs::write(cwd.path().join("local-note.txt"), "local only\n").unwrap();
     // HOME is a temp dir (with local credentials to hide), so a toolchain under the real home
@@ -136,8 +142,10 @@ fn local_side() -> LocalSide {
     std::fs::write(
         cwd.path().join(".tether/tether.json"),
         format!(
-            r#"{{"feature": {{"fs": {{"mode": "read", "local": {}}}}}}}"#,
-            json_list(&local)
+            r#"{{"feature": {{"fs": {{"mode": "read", "local": {}}}{}{}}}}}"#,
+            json_list(&local),
+            if extra.is_empty() { "" } else { ", " },
+            extra
         ),
     )
     .unwrap();
@@ -423,4 +431,207 @@ except OSError as e:
     let after: f64 = line.rsplit('=').next().unwrap().parse().unwrap();
     assert!(after < 1.0, "{line}");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+/// A local port nobody listens on (a test's local app takes it over).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Config (for [`local_side_with`]): incoming `mode` for the pod's port 8080, served locally on
+/// `local_port`.
+fn incoming(mode: &str, local_port: u16) -> String {
+    format!(
+        r#""network": {{"incoming": {{"mode": "{mode}", "port_mapping": [[{local_port}, 8080]]}}}}"#
+    )
+}
+
+/// Curls `url` from inside `client` (the pod's own client, through the pod's port) every 200ms
+/// until `done(body)`, `app` exits, or 20s pass. Returns the last body.
+fn curl_until(
+    client: &Pod,
+    url: &str,
+    app: &mut Child,
+    mut done: impl FnMut(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline && app.try_wait().unwrap().is_none() {
+        let out = client.exec(["curl", "-s", "-m", "5", url]).unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if done(&last) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    last
+}
+
+/// A C server (socket/bind/listen/accept) that answers one request with `c-app PATH` and exits;
+/// first it forks and execs `cat` of a pod file.
+const C_LISTENER: &str = r#"
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    alarm(40); /* never outlive a failed test */
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) { execlp("cat", "cat", "/app/conf/a.yaml", (char *)0); _exit(127); }
+    int st = 0;
+    waitpid(p, &st, 0);
+    printf("child exit %d\n", WEXITSTATUS(st));
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[1]));
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (bind(l, (struct sockaddr *)&a, sizeof a)) { perror("bind"); return 10; }
+    if (listen(l, 8)) { perror("listen"); return 11; }
+    printf("listening\n");
+    fflush(stdout);
+    int c = accept(l, NULL, NULL);
+    if (c < 0) { perror("accept"); return 12; }
+    char buf[2048] = {0};
+    size_t len = 0;
+    while (len < sizeof buf - 1 && !strstr(buf, "\r\n\r\n")) {
+        ssize_t n = read(c, buf + len, sizeof buf - 1 - len);
+        if (n <= 0) break;
+        len += n;
+    }
+    char path[256] = {0};
+    sscanf(buf, "GET %255s", path);
+    printf("got %s\n", path);
+    fflush(stdout);
+    char resp[512];
+    int body = (int)strlen(path) + 6;
+    snprintf(resp, sizeof resp,
+             "HTTP/1.0 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\nc-app %s", body, path);
+    if (write(c, resp, strlen(resp)) < 0) perror("write");
+    close(c);
+    close(l);
+    return 0;
+}
+"#;
+
+#[test]
+fn c_listener_receives_stolen_then_mirrored_requests_and_its_child_reads_pod_files() {
+    let cluster = TestCluster::new("layer-cin").unwrap();
+    let pod = pod(&cluster, "api");
+    let client = cluster.pod("client").start().unwrap();
+    let agent = start_agent(&pod);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = support::compile_c(dir.path(), "listener", C_LISTENER, &["-O2"]);
+
+    // Steal: the pod's client gets the local C server's answer.
+    let port = free_port();
+    let local = local_side_with(&incoming("steal", port));
+    let mut app = tether_exec(&agent, &local, &[bin.to_str().unwrap(), &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{}:8080/stolen-by-c", pod.ip());
+    let last = curl_until(&client, &url, &mut app, |b| b.contains("c-app"));
+    let out = app.wait_with_output().unwrap();
+    assert_eq!(last, "c-app /stolen-by-c", "not stolen\n{}", show(&out));
+    assert!(out.status.success(), "{}", show(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("a: 1\nchild exit 0"), "{}", show(&out));
+    assert!(s.contains("got /stolen-by-c"), "{}", show(&out));
+
+    // Mirror: the pod's own server answers every request; the C server gets a copy.
+    let port = free_port();
+    let local = local_side_with(&incoming("mirror", port));
+    let mut app = tether_exec(&agent, &local, &[bin.to_str().unwrap(), &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{}:8080/mirrored-to-c", pod.ip());
+    let last = curl_until(&client, &url, &mut app, |b| {
+        assert!(
+            b.contains("\"instance\":\"api\"") && !b.contains("c-app"),
+            "{b}"
+        );
+        false
+    });
+    let out = app.wait_with_output().unwrap();
+    assert!(last.contains("/mirrored-to-c"), "{last}");
+    assert!(
+        out.status.success(),
+        "no copy reached the C server\n{}",
+        show(&out)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("got /mirrored-to-c"), "{}", show(&out));
+}
+
+#[test]
+fn node_server_receives_stolen_requests_and_node_sees_the_pod() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("node not installed: skipped");
+        return;
+    }
+    let cluster = TestCluster::new("layer-nin").unwrap();
+    let pod = pod(&cluster, "api");
+    let backend = pod_named(&cluster, "backend");
+    let svc = cluster.expose("backend-svc", 80, &backend, 8080).unwrap();
+    let client = cluster.pod("client").start().unwrap();
+    let agent = start_agent(&pod);
+    let port = free_port();
+    let local = local_side_with(&incoming("steal", port));
+    let script = format!(
+        r#"
+const fs = require("fs"), http = require("http");
+setTimeout(() => {{ console.log("timeout"); process.exit(9); }}, 40000).unref();
+(async () => {{
+  console.log("env", process.env.POD_GREETING);
+  console.log("sync", fs.readFileSync("/app/data.txt", "utf8").trim());
+  console.log("promises", (await fs.promises.readFile("/app/conf/b.yaml", "utf8")).trim());
+  const svc = await new Promise((ok, fail) => http.get("http://{svc}:80/from-node", r => {{
+    let b = ""; r.on("data", d => b += d); r.on("end", () => ok(r.statusCode + " " + b.includes("/from-node")));
+  }}).on("error", fail));
+  console.log("service", svc);
+  const server = http.createServer((req, res) => {{
+    console.log("got", req.url);
+    res.end("node-app " + req.url, () => process.exit(0));
+  }});
+  server.listen({port}, () => console.log("listening"));
+}})().catch(e => {{ console.log("error", e.message); process.exit(5); }});
+"#,
+        svc = svc.dns_name,
+    );
+    let mut app = tether_exec(&agent, &local, &["node", "-e", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{}:8080/stolen-by-node", pod.ip());
+    let last = curl_until(&client, &url, &mut app, |b| b.contains("node-app"));
+    let out = app.wait_with_output().unwrap();
+    assert_eq!(
+        last,
+        "node-app /stolen-by-node",
+        "not stolen\n{}",
+        show(&out)
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    for e in [
+        "env hi from the pod env",
+        "sync remote payload",
+        "promises b: 2",
+        "service 200 true",
+        "got /stolen-by-node",
+    ] {
+        assert!(s.contains(e), "missing {e:?}\n{}", show(&out));
+    }
 }
