@@ -16,6 +16,13 @@
 //! **Invariant:** once the link is down (read or write error, the agent's close, a missed pong),
 //! every pending request fails at once, every stream receiver ends, and new requests fail without
 //! waiting. Nothing that waits on the agent hangs after it died.
+//!
+//! **Reconnect:** with a [`Redial`] set ([`AgentClient::set_redial`]), a dropped transport is not
+//! the end: requests in flight fail and open streams end as above, but the link then dials a new
+//! transport, says hello again with the same token and carries on under the same handle and event
+//! channel ([`AgentEvent::Reconnected`] tells the router to re-subscribe its ports). Requests made
+//! while it redials wait for the outcome. Only when every attempt failed is the link down for good
+//! ([`AgentClient::closed`] resolves).
 
 mod error;
 
@@ -25,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use tether_protocol::agent::{
     AgentHello, AgentMessage, ClientHello, ClientMessage, Request, Response,
@@ -64,6 +72,69 @@ impl Default for LinkOptions {
     }
 }
 
+/// One side of a transport to the agent.
+pub type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+/// The other side.
+pub type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A fresh transport to the same agent (a new port-forward, a new TCP connection).
+pub struct Transport {
+    /// Agent to daemon.
+    pub reader: BoxRead,
+    /// Daemon to agent.
+    pub writer: BoxWrite,
+    /// Names the agent in errors.
+    pub peer: String,
+}
+
+/// Opens a new transport to the agent after the old one dropped.
+pub type DialFn = dyn Fn() -> BoxFuture<'static, Result<Transport, DialError>> + Send + Sync;
+
+/// Why one redial attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// This attempt failed; the link tries again while attempts remain.
+    #[error("{0}")]
+    Failed(String),
+    /// The agent is gone (its pod deleted or finished): no point in trying again.
+    #[error("{0}")]
+    AgentGone(String),
+}
+
+/// How a link re-establishes a dropped transport.
+#[derive(Clone)]
+pub struct Redial {
+    /// Opens the transport.
+    pub dial: Arc<DialFn>,
+    /// Attempts before the link is declared down.
+    pub attempts: u32,
+    /// Wait before the first attempt; doubles after each failure up to `max_backoff`.
+    pub backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Redial {
+    /// `dial` with the default schedule: 6 attempts, 200 ms doubling up to 5 s (about 12 s).
+    pub fn new(dial: Arc<DialFn>) -> Self {
+        Self {
+            dial,
+            attempts: 6,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for Redial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redial")
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Messages queued for the writer task. Bounded: a caller that outpaces the agent link waits.
 const WRITE_QUEUE: usize = 256;
 /// Per-stream queue of messages from the agent. When a local socket does not drain its stream, the
@@ -100,27 +171,59 @@ pub enum AgentEvent {
     },
     /// A message for the user.
     Warning(String),
+    /// The transport dropped and a new one is up: requests in flight then failed, open streams
+    /// ended, and the agent forgot this client's subscriptions (re-subscribe them).
+    Reconnected {
+        /// Dial attempts it took.
+        attempts: u32,
+        /// Why the old transport dropped.
+        cause: LinkDown,
+    },
 }
 
 type Pending = oneshot::Sender<Result<Response, RequestError>>;
 
 struct State {
-    /// `Some` once the link is down; then nothing is added to the maps.
+    /// `Some` once the link is down for good; then nothing is added to the maps.
     down: Option<LinkDown>,
+    /// The transport now; replaced on reconnect.
+    current: Arc<Generation>,
+    /// The transport dropped and a new one is being dialled.
+    reconnecting: bool,
     pending: HashMap<RequestId, Pending>,
     streams: HashMap<ConnId, mpsc::Sender<StreamMessage>>,
 }
 
+/// One transport's tasks: its write queue and the switch that stops them.
+struct Generation {
+    id: u64,
+    tx: mpsc::Sender<ClientMessage>,
+    /// Flips to `true` once when this transport is finished.
+    dead: watch::Sender<bool>,
+}
+
+impl Generation {
+    fn kill(&self) {
+        self.dead.send_replace(true);
+    }
+}
+
 struct Inner {
     hello: AgentHello,
-    tx: mpsc::Sender<ClientMessage>,
     state: Mutex<State>,
     next_request: AtomicU64,
     next_conn: AtomicU64,
-    /// Flips to `true` once when the link goes down.
+    /// Flips to `true` once when the link goes down for good.
     down_tx: watch::Sender<bool>,
+    /// Bumped when a reconnect ends (either way), to wake requests waiting for it.
+    settled: watch::Sender<u64>,
     /// We said goodbye: the agent closing the connection now is expected.
     closing: std::sync::atomic::AtomicBool,
+    /// The one event channel of the link, across transports.
+    events: mpsc::Sender<AgentEvent>,
+    token: String,
+    opts: LinkOptions,
+    redial: Mutex<Option<Redial>>,
 }
 
 /// A handle to one agent link. Cheap to clone; the link lives until [`AgentClient::shutdown`] or
@@ -144,6 +247,8 @@ impl std::fmt::Debug for AgentClient {
 #[derive(Debug)]
 pub struct StreamRx {
     conn_id: ConnId,
+    /// The transport it belongs to: ids are reused on a new one.
+    generation: u64,
     rx: mpsc::Receiver<StreamMessage>,
     link: Weak<Inner>,
 }
@@ -163,8 +268,18 @@ impl StreamRx {
 impl Drop for StreamRx {
     fn drop(&mut self) {
         if let Some(inner) = self.link.upgrade() {
-            inner.lock().streams.remove(&self.conn_id);
+            let mut st = inner.lock();
+            if st.current.id == self.generation {
+                st.streams.remove(&self.conn_id);
+            }
         }
+    }
+}
+
+impl Drop for Inner {
+    // The last handle is gone: stop the transport's tasks (they hold its write queue open).
+    fn drop(&mut self) {
+        self.lock().current.kill();
     }
 }
 
@@ -174,9 +289,9 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Marks the link down and fails everything waiting on it. Idempotent.
+    /// Marks the link down for good and fails everything waiting on it. Idempotent.
     fn go_down(&self, why: LinkDown) {
-        let (pending, streams) = {
+        let (pending, streams, current) = {
             let mut st = self.lock();
             if st.down.is_some() {
                 return;
@@ -187,17 +302,243 @@ impl Inner {
                 tracing::warn!("agent link down: {why}");
             }
             st.down = Some(why.clone());
+            st.reconnecting = false;
             (
                 std::mem::take(&mut st.pending),
                 std::mem::take(&mut st.streams),
+                st.current.clone(),
             )
         };
         for (_, tx) in pending {
             let _ = tx.send(Err(RequestError::LinkDown(why.clone())));
         }
         drop(streams);
+        current.kill();
         self.down_tx.send_replace(true);
+        self.settled.send_modify(|n| *n += 1);
     }
+
+    /// Transport `generation` failed: redial if a [`Redial`] is set, else go down for good.
+    fn transport_lost(self: &Arc<Self>, generation: u64, why: LinkDown) {
+        let redial = self
+            .redial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(redial) = redial.filter(|_| !self.closing.load(Ordering::Relaxed)) else {
+            return self.go_down(why);
+        };
+        let (pending, streams, current) = {
+            let mut st = self.lock();
+            if st.down.is_some() || st.reconnecting || st.current.id != generation {
+                return;
+            }
+            tracing::warn!("agent link dropped: {why}; reconnecting");
+            st.reconnecting = true;
+            (
+                std::mem::take(&mut st.pending),
+                std::mem::take(&mut st.streams),
+                st.current.clone(),
+            )
+        };
+        current.kill();
+        // What was in flight may or may not have happened in the target: the caller sees EIO.
+        for (_, tx) in pending {
+            let _ = tx.send(Err(RequestError::LinkDown(why.clone())));
+        }
+        drop(streams);
+        tokio::spawn(reconnect(Arc::downgrade(self), redial, why));
+    }
+}
+
+/// Dials new transports until one says hello, then swaps it in; gives up after the attempts.
+async fn reconnect(inner: Weak<Inner>, redial: Redial, cause: LinkDown) {
+    let mut wait = redial.backoff;
+    let mut last = String::new();
+    for attempt in 1..=redial.attempts.max(1) {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(redial.max_backoff);
+        let Some(i) = inner.upgrade() else { return };
+        if i.lock().down.is_some() {
+            return;
+        }
+        let (token, opts) = (i.token.clone(), i.opts.clone());
+        drop(i);
+        let dialled = tokio::time::timeout(opts.connect_timeout, (redial.dial)()).await;
+        let t = match dialled {
+            Ok(Ok(t)) => t,
+            Ok(Err(DialError::AgentGone(e))) => {
+                last = e;
+                break;
+            }
+            Ok(Err(DialError::Failed(e))) => {
+                tracing::debug!(attempt, "redialling the agent failed: {e}");
+                last = e;
+                continue;
+            }
+            Err(_) => {
+                last = format!("dialling took over {} s", opts.connect_timeout.as_secs());
+                continue;
+            }
+        };
+        let (reader, writer) =
+            match hello_exchange(t.reader, t.writer, &t.peer, &token, &opts).await {
+                Ok((_, r, w)) => (r, w),
+                Err(e) => {
+                    last = e.to_string();
+                    tracing::debug!(attempt, "hello after redialling failed: {e}");
+                    continue;
+                }
+            };
+        let Some(i) = inner.upgrade() else { return };
+        {
+            let mut st = i.lock();
+            if st.down.is_some() {
+                return;
+            }
+            let generation = st.current.id + 1;
+            st.current = start_tasks(&i, generation, reader, writer);
+            st.reconnecting = false;
+        }
+        tracing::info!(attempt, "agent link re-established after: {cause}");
+        i.settled.send_modify(|n| *n += 1);
+        let events = i.events.clone();
+        drop(i);
+        let _ = events
+            .send(AgentEvent::Reconnected {
+                attempts: attempt,
+                cause,
+            })
+            .await;
+        return;
+    }
+    if let Some(i) = inner.upgrade() {
+        i.go_down(LinkDown::new(format!(
+            "{cause}; re-establishing the link failed: {last}"
+        )));
+    }
+}
+
+/// Spawns one transport's reader, writer and pinger.
+fn start_tasks<R, W>(
+    inner: &Arc<Inner>,
+    id: u64,
+    reader: FramedRead<R, FrameCodec<ClientMessage, AgentMessage>>,
+    writer: FramedWrite<W, FrameCodec<ClientMessage, AgentMessage>>,
+) -> Arc<Generation>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    let generation = Arc::new(Generation {
+        id,
+        tx,
+        dead: watch::channel(false).0,
+    });
+    let live = Arc::new(Liveness {
+        last_rx: Mutex::new(Instant::now()),
+        blocked: false.into(),
+    });
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(write_loop(
+        writer,
+        rx,
+        weak.clone(),
+        generation.clone(),
+        live.clone(),
+    ));
+    tokio::spawn(read_loop(
+        reader,
+        weak.clone(),
+        generation.clone(),
+        inner.events.clone(),
+        live.clone(),
+    ));
+    tokio::spawn(ping_loop(
+        weak,
+        generation.clone(),
+        live,
+        inner.opts.clone(),
+    ));
+    generation
+}
+
+/// Sends the hello and reads the agent's.
+async fn hello_exchange<R, W>(
+    r: R,
+    w: W,
+    peer: &str,
+    token: &str,
+    opts: &LinkOptions,
+) -> Result<
+    (
+        AgentHello,
+        FramedRead<R, FrameCodec<ClientMessage, AgentMessage>>,
+        FramedWrite<W, FrameCodec<ClientMessage, AgentMessage>>,
+    ),
+    ConnectError,
+>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = FramedRead::with_capacity(
+        r,
+        FrameCodec::<ClientMessage, AgentMessage>::new(),
+        256 * 1024,
+    );
+    let mut writer = FramedWrite::new(w, FrameCodec::<ClientMessage, AgentMessage>::new());
+    let hello = ClientHello {
+        protocol_version: PROTOCOL_VERSION,
+        token: token.to_owned(),
+        client: format!("tether {}", env!("CARGO_PKG_VERSION")),
+        session_id: opts.session_id.clone(),
+    };
+    let exchange = async {
+        writer
+            .send(ClientMessage::Hello(hello))
+            .await
+            .map_err(|e| ConnectError::Handshake {
+                addr: peer.to_owned(),
+                detail: format!("sending hello: {e}"),
+            })?;
+        match reader.next().await {
+            Some(Ok(AgentMessage::Hello(h))) => Ok(h),
+            Some(Ok(AgentMessage::Refused(e))) => Err(ConnectError::Refused {
+                addr: peer.to_owned(),
+                error: e,
+            }),
+            Some(Ok(other)) => Err(ConnectError::Handshake {
+                addr: peer.to_owned(),
+                detail: format!("expected a hello, got {}", message_kind(&other)),
+            }),
+            Some(Err(e)) => Err(ConnectError::Handshake {
+                addr: peer.to_owned(),
+                detail: e.to_string(),
+            }),
+            None => Err(ConnectError::Handshake {
+                addr: peer.to_owned(),
+                detail: "the agent closed the connection during the hello".into(),
+            }),
+        }
+    };
+    let agent_hello = tokio::time::timeout(opts.connect_timeout, exchange)
+        .await
+        .map_err(|_| ConnectError::Timeout {
+            addr: peer.to_owned(),
+            after: opts.connect_timeout,
+        })??;
+    if tether_protocol::negotiate(PROTOCOL_VERSION, agent_hello.protocol_version).is_none()
+        || agent_hello.protocol_version > PROTOCOL_VERSION
+    {
+        return Err(ConnectError::VersionMismatch {
+            addr: peer.to_owned(),
+            agent: agent_hello.protocol_version,
+            client: PROTOCOL_VERSION,
+        });
+    }
+    Ok((agent_hello, reader, writer))
 }
 
 impl AgentClient {
@@ -235,91 +576,43 @@ impl AgentClient {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let mut reader = FramedRead::with_capacity(
-            r,
-            FrameCodec::<ClientMessage, AgentMessage>::new(),
-            256 * 1024,
-        );
-        let mut writer = FramedWrite::new(w, FrameCodec::<ClientMessage, AgentMessage>::new());
-        let hello = ClientHello {
-            protocol_version: PROTOCOL_VERSION,
-            token: token.to_owned(),
-            client: format!("tether {}", env!("CARGO_PKG_VERSION")),
-            session_id: opts.session_id.clone(),
-        };
-        let exchange = async {
-            writer
-                .send(ClientMessage::Hello(hello))
-                .await
-                .map_err(|e| ConnectError::Handshake {
-                    addr: peer.to_owned(),
-                    detail: format!("sending hello: {e}"),
-                })?;
-            match reader.next().await {
-                Some(Ok(AgentMessage::Hello(h))) => Ok(h),
-                Some(Ok(AgentMessage::Refused(e))) => Err(ConnectError::Refused {
-                    addr: peer.to_owned(),
-                    error: e,
-                }),
-                Some(Ok(other)) => Err(ConnectError::Handshake {
-                    addr: peer.to_owned(),
-                    detail: format!("expected a hello, got {}", message_kind(&other)),
-                }),
-                Some(Err(e)) => Err(ConnectError::Handshake {
-                    addr: peer.to_owned(),
-                    detail: e.to_string(),
-                }),
-                None => Err(ConnectError::Handshake {
-                    addr: peer.to_owned(),
-                    detail: "the agent closed the connection during the hello".into(),
-                }),
-            }
-        };
-        let agent_hello = tokio::time::timeout(opts.connect_timeout, exchange)
-            .await
-            .map_err(|_| ConnectError::Timeout {
-                addr: peer.to_owned(),
-                after: opts.connect_timeout,
-            })??;
-        if tether_protocol::negotiate(PROTOCOL_VERSION, agent_hello.protocol_version).is_none()
-            || agent_hello.protocol_version > PROTOCOL_VERSION
-        {
-            return Err(ConnectError::VersionMismatch {
-                addr: peer.to_owned(),
-                agent: agent_hello.protocol_version,
-                client: PROTOCOL_VERSION,
-            });
-        }
-
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let (agent_hello, reader, writer) = hello_exchange(r, w, peer, token, &opts).await?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let (down_tx, _) = watch::channel(false);
+        let placeholder = Arc::new(Generation {
+            id: 0,
+            tx: mpsc::channel(1).0,
+            dead: watch::channel(true).0,
+        });
         let inner = Arc::new(Inner {
             hello: agent_hello,
-            tx,
             state: Mutex::new(State {
                 down: None,
+                current: placeholder,
+                reconnecting: false,
                 pending: HashMap::new(),
                 streams: HashMap::new(),
             }),
             next_request: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
-            down_tx,
+            down_tx: watch::channel(false).0,
+            settled: watch::channel(0).0,
             closing: false.into(),
+            events: events_tx,
+            token: token.to_owned(),
+            opts,
+            redial: Mutex::new(None),
         });
-        let live = Arc::new(Liveness {
-            last_rx: Mutex::new(Instant::now()),
-            blocked: false.into(),
-        });
-        tokio::spawn(write_loop(writer, rx, Arc::downgrade(&inner), live.clone()));
-        tokio::spawn(read_loop(
-            reader,
-            Arc::downgrade(&inner),
-            events_tx,
-            live.clone(),
-        ));
-        tokio::spawn(ping_loop(Arc::downgrade(&inner), live, opts));
+        // Under the lock: a transport failing at once must find itself current.
+        {
+            let mut st = inner.lock();
+            st.current = start_tasks(&inner, 1, reader, writer);
+        }
         Ok((Self { inner }, events_rx))
+    }
+
+    /// From now on, re-establish a dropped transport with `redial` instead of going down.
+    pub fn set_redial(&self, redial: Redial) {
+        *self.inner.redial.lock().unwrap_or_else(|p| p.into_inner()) = Some(redial);
     }
 
     /// The agent's hello: its version and the target.
@@ -327,12 +620,12 @@ impl AgentClient {
         &self.inner.hello
     }
 
-    /// Why the link is down, or `None` while it is up.
+    /// Why the link is down for good, or `None` while it is up or reconnecting.
     pub fn down_reason(&self) -> Option<LinkDown> {
         self.inner.lock().down.clone()
     }
 
-    /// Resolves once the link is down.
+    /// Resolves once the link is down for good (not when a transport drops and is redialled).
     pub async fn closed(&self) {
         let mut rx = self.inner.down_tx.subscribe();
         let _ = rx.wait_for(|down| *down).await;
@@ -343,12 +636,22 @@ impl AgentClient {
     pub async fn request(&self, body: Request) -> Result<Response, RequestError> {
         let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut st = self.inner.lock();
-            if let Some(why) = &st.down {
-                return Err(RequestError::LinkDown(why.clone()));
+        let mut settled = self.inner.settled.subscribe();
+        loop {
+            {
+                let mut st = self.inner.lock();
+                if let Some(why) = &st.down {
+                    return Err(RequestError::LinkDown(why.clone()));
+                }
+                if !st.reconnecting {
+                    st.pending.insert(id, tx);
+                    break;
+                }
             }
-            st.pending.insert(id, tx);
+            // A redial is under way: wait for its outcome (bounded by its attempts).
+            if settled.changed().await.is_err() {
+                return Err(RequestError::LinkDown(LinkDown::new("agent link closed")));
+            }
         }
         if let Err(why) = self.send(ClientMessage::Request { id, body }).await {
             self.inner.lock().pending.remove(&id);
@@ -367,24 +670,31 @@ impl AgentClient {
     /// Queues one message for the agent (stream data, an HTTP response, ...). Waits while the
     /// write queue is full.
     pub async fn send(&self, msg: ClientMessage) -> Result<(), LinkDown> {
-        if let Some(why) = self.down_reason() {
-            return Err(why);
-        }
+        let current = {
+            let st = self.inner.lock();
+            if let Some(why) = &st.down {
+                return Err(why.clone());
+            }
+            if st.reconnecting {
+                return Err(LinkDown::new("agent link dropped, reconnecting"));
+            }
+            st.current.clone()
+        };
         let closed = || {
             self.down_reason()
-                .unwrap_or_else(|| LinkDown::new("agent link closed"))
+                .unwrap_or_else(|| LinkDown::new("agent link dropped"))
         };
         // Fast path: room in the queue.
-        let msg = match self.inner.tx.try_send(msg) {
+        let msg = match current.tx.try_send(msg) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
             Err(mpsc::error::TrySendError::Full(m)) => m,
         };
         // A writer stuck on a dead connection never drains the queue: give up when the link is
         // declared down (by the ping loop) rather than wait forever.
-        let mut down = self.inner.down_tx.subscribe();
+        let mut down = current.dead.subscribe();
         tokio::select! {
-            r = self.inner.tx.send(msg) => r.map_err(|_| closed()),
+            r = current.tx.send(msg) => r.map_err(|_| closed()),
             _ = down.wait_for(|d| *d) => Err(closed()),
         }
     }
@@ -413,9 +723,13 @@ fn register_stream(inner: &Arc<Inner>, conn_id: ConnId) -> Result<StreamRx, Link
     if let Some(why) = &st.down {
         return Err(why.clone());
     }
+    if st.reconnecting {
+        return Err(LinkDown::new("agent link dropped, reconnecting"));
+    }
     st.streams.insert(conn_id, tx);
     Ok(StreamRx {
         conn_id,
+        generation: st.current.id,
         rx,
         link: Arc::downgrade(inner),
     })
@@ -438,12 +752,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: FramedWrite<W, FrameCodec<ClientMessage, AgentMessage>>,
     mut rx: mpsc::Receiver<ClientMessage>,
     inner: Weak<Inner>,
+    generation: Arc<Generation>,
     live: Arc<Liveness>,
 ) {
-    let mut down_rx = match inner.upgrade() {
-        Some(i) => i.down_tx.subscribe(),
-        None => return,
-    };
+    let mut down_rx = generation.dead.subscribe();
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
@@ -475,7 +787,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Ok(_) => {}
             Err(e) => {
                 if let Some(i) = inner.upgrade() {
-                    i.go_down(LinkDown::new(format!("writing to the agent failed: {e}")));
+                    i.transport_lost(
+                        generation.id,
+                        LinkDown::new(format!("writing to the agent failed: {e}")),
+                    );
                 }
                 return;
             }
@@ -487,13 +802,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FramedRead<R, FrameCodec<ClientMessage, AgentMessage>>,
     inner: Weak<Inner>,
+    generation: Arc<Generation>,
     events: mpsc::Sender<AgentEvent>,
     live: Arc<Liveness>,
 ) {
-    let mut down_rx = match inner.upgrade() {
-        Some(i) => i.down_tx.subscribe(),
-        None => return,
-    };
+    let mut down_rx = generation.dead.subscribe();
     let why = loop {
         let next = tokio::select! {
             n = reader.next() => n,
@@ -527,7 +840,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 match tx {
                     // Waiting here is the backpressure: a full stream stalls the link.
                     Some(tx) => {
-                        let mut d = inner.down_tx.subscribe();
+                        let mut d = generation.dead.subscribe();
                         drop(inner);
                         live.blocked.store(true, Ordering::Relaxed);
                         tokio::select! {
@@ -570,7 +883,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         AgentEvent::SubscriptionLost { port, reason }
                     }
                 };
-                let mut d = inner.down_tx.subscribe();
+                let mut d = generation.dead.subscribe();
                 drop(inner);
                 live.blocked.store(true, Ordering::Relaxed);
                 tokio::select! {
@@ -592,7 +905,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
     };
     if let Some(i) = inner.upgrade() {
-        i.go_down(why);
+        i.transport_lost(generation.id, why);
     }
 }
 
@@ -610,14 +923,19 @@ impl Liveness {
     }
 }
 
-async fn ping_loop(inner: Weak<Inner>, live: Arc<Liveness>, opts: LinkOptions) {
+async fn ping_loop(
+    inner: Weak<Inner>,
+    generation: Arc<Generation>,
+    live: Arc<Liveness>,
+    opts: LinkOptions,
+) {
     let mut n = 0u64;
     let mut tick = tokio::time::interval(opts.ping_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(i) = inner.upgrade() else { return };
-        if i.lock().down.is_some() {
+        if *generation.dead.borrow() {
             return;
         }
         let quiet = live
@@ -626,14 +944,17 @@ async fn ping_loop(inner: Weak<Inner>, live: Arc<Liveness>, opts: LinkOptions) {
             .unwrap_or_else(|p| p.into_inner())
             .elapsed();
         if quiet > opts.dead_after && !live.blocked.load(Ordering::Relaxed) {
-            i.go_down(LinkDown::new(format!(
-                "the agent did not answer for {} s",
-                quiet.as_secs()
-            )));
+            i.transport_lost(
+                generation.id,
+                LinkDown::new(format!(
+                    "the agent did not answer for {} s",
+                    quiet.as_secs()
+                )),
+            );
             return;
         }
         n += 1;
         // try_send: a full write queue means traffic is flowing, no ping needed.
-        let _ = i.tx.try_send(ClientMessage::Ping(n));
+        let _ = generation.tx.try_send(ClientMessage::Ping(n));
     }
 }

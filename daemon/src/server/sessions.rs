@@ -268,6 +268,25 @@ impl From<RouterEvent> for SessionEvent {
                 }
             }
             RouterEvent::Counters(c) => SessionEvent::traffic(c.into()),
+            // A warning, not a new event kind: the session goes on, clients need no change.
+            RouterEvent::AgentReconnected {
+                attempts,
+                cause,
+                resubscribed,
+                lost,
+            } => {
+                let mut message = format!(
+                    "agent link re-established after {attempts} attempt(s) (it dropped: {cause}); \
+                     requests in flight failed with EIO and open connections were closed"
+                );
+                if !resubscribed.is_empty() {
+                    message += &format!("; ports subscribed again: {resubscribed:?}");
+                }
+                if !lost.is_empty() {
+                    message += &format!("; ports no longer delivered: {lost:?}");
+                }
+                SessionEvent::Warning { message }
+            }
         }
     }
 }

@@ -52,6 +52,18 @@ pub enum RouterEvent {
     },
     /// Counters since the session started, published when they changed.
     Counters(TrafficCounters),
+    /// The agent link dropped and was re-established: requests in flight failed with EIO, open
+    /// connections were closed, subscribed ports were subscribed again.
+    AgentReconnected {
+        /// Dial attempts it took.
+        attempts: u32,
+        /// Why the old transport dropped.
+        cause: String,
+        /// Ports subscribed again.
+        resubscribed: Vec<u16>,
+        /// Ports the agent refused this time (no longer delivered).
+        lost: Vec<u16>,
+    },
 }
 
 /// Counters since the session started. Bytes are payload bytes (no framing).

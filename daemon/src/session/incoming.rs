@@ -16,7 +16,7 @@ use tether_protocol::outgoing::StreamMessage;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::events::add;
+use super::events::{RouterEvent, add};
 use super::pipe::{Direction, pipe};
 use super::router::{Shared, to_remote_error, unexpected};
 use crate::agent_link::{AgentClient, AgentEvent, StreamRx};
@@ -61,18 +61,11 @@ pub(crate) async fn listen(
         st.subscriptions
             .insert(remote_port, Subscription { local, pid });
     }
-    let filtered_port =
-        shared.filter_ports.is_empty() || shared.filter_ports.contains(&remote_port);
-    let filter = match mode {
-        IncomingMode::Steal if filtered_port => policy.http_filter.clone(),
-        _ => None,
-    };
-    let req = Request::Incoming(IncomingRequest::Subscribe {
-        port: remote_port,
-        mode,
-        filter,
-    });
-    match shared.agent.request(req).await {
+    match shared
+        .agent
+        .request(subscribe_request(shared, mode, remote_port))
+        .await
+    {
         Ok(Response::Incoming(IncomingResponse::Subscribed { .. })) => {
             tracing::info!(port = remote_port, ?mode, %local, "subscribed");
             Ok(LayerResponse::Done)
@@ -85,6 +78,50 @@ pub(crate) async fn listen(
             }
         }
     }
+}
+
+/// The agent request subscribing `port` in `mode`, with the HTTP filter when it applies.
+fn subscribe_request(shared: &Shared, mode: IncomingMode, port: u16) -> Request {
+    let filtered_port = shared.filter_ports.is_empty() || shared.filter_ports.contains(&port);
+    let filter = match mode {
+        IncomingMode::Steal if filtered_port => shared.policy.http_filter.clone(),
+        _ => None,
+    };
+    Request::Incoming(IncomingRequest::Subscribe { port, mode, filter })
+}
+
+/// After the agent link was re-established: the agent forgot this client's subscriptions, so
+/// subscribe every port again. Ports the agent now refuses are dropped (as if it had lost them).
+async fn resubscribe(shared: &Shared, attempts: u32, cause: String) {
+    let ports: Vec<u16> = shared.lock().subscriptions.keys().copied().collect();
+    let mut resubscribed = Vec::new();
+    let mut lost = Vec::new();
+    if let Some(mode) = shared.policy.incoming {
+        for port in ports {
+            match shared
+                .agent
+                .request(subscribe_request(shared, mode, port))
+                .await
+            {
+                Ok(Response::Incoming(IncomingResponse::Subscribed { .. })) => {
+                    resubscribed.push(port)
+                }
+                other => {
+                    tracing::warn!(port, "re-subscribing after a reconnect failed: {other:?}");
+                    shared.lock().subscriptions.remove(&port);
+                    lost.push(port);
+                }
+            }
+        }
+    }
+    resubscribed.sort_unstable();
+    lost.sort_unstable();
+    shared.publish(RouterEvent::AgentReconnected {
+        attempts,
+        cause,
+        resubscribed,
+        lost,
+    });
 }
 
 /// `LayerRequest::Unlisten`: releases the port(s) delivering to `local`.
@@ -165,6 +202,12 @@ pub(crate) async fn event_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<A
                 shared.lock().subscriptions.remove(&port);
             }
             AgentEvent::Warning(_) => {}
+            AgentEvent::Reconnected { attempts, cause } => {
+                let shared = shared.clone();
+                tokio::spawn(
+                    async move { resubscribe(&shared, attempts, cause.to_string()).await },
+                );
+            }
         }
     }
 }

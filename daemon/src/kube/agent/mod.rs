@@ -45,7 +45,7 @@ use self::{
     resolve::ResolvedTarget,
     spec::{AGENT_PORT, AgentSpec},
 };
-use crate::agent_link::{AgentClient, AgentEvent, LinkOptions};
+use crate::agent_link::{AgentClient, AgentEvent, DialError, LinkOptions, Redial, Transport};
 
 /// Reports a start step: (step, message, done).
 pub type Progress<'a> = &'a (dyn Fn(&str, String, bool) + Send + Sync);
@@ -108,6 +108,68 @@ impl RunningAgent {
         &self,
         opts: LinkOptions,
     ) -> Result<(AgentClient, mpsc::Receiver<AgentEvent>), LaunchError> {
+        let t = self.open_transport().await?;
+        AgentClient::handshake(t.reader, t.writer, &t.peer, &self.token, opts)
+            .await
+            .map_err(|e| LaunchError::Connect {
+                pod: self.pod.clone(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// Makes `link` re-establish a dropped port-forward to this agent (same token) while its pod
+    /// runs; the link ends when the pod is gone or finished.
+    pub fn redial_for(self: &Arc<Self>, link: &AgentClient) {
+        let agent = Arc::downgrade(self);
+        let dial = move || {
+            let agent = agent.clone();
+            Box::pin(async move {
+                let Some(a) = agent.upgrade() else {
+                    return Err(DialError::AgentGone("the agent was removed".into()));
+                };
+                a.check_running().await?;
+                a.open_transport()
+                    .await
+                    .map_err(|e| DialError::Failed(e.to_string()))
+            }) as futures::future::BoxFuture<'static, _>
+        };
+        link.set_redial(Redial::new(Arc::new(dial)));
+    }
+
+    /// Fails with [`DialError::AgentGone`] unless the agent's pod is running and not deleted.
+    async fn check_running(&self) -> Result<(), DialError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pod = match pods.get_opt(&self.pod).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Err(DialError::AgentGone(format!(
+                    "agent pod {}/{} is gone",
+                    self.namespace, self.pod
+                )));
+            }
+            // The API server itself may be what dropped: try again later.
+            Err(e) => return Err(DialError::Failed(format!("reading the agent pod: {e}"))),
+        };
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if pod.metadata.deletion_timestamp.is_some()
+            || matches!(phase, Some("Succeeded" | "Failed"))
+        {
+            return Err(DialError::AgentGone(format!(
+                "agent pod {}/{} is {}",
+                self.namespace,
+                self.pod,
+                if pod.metadata.deletion_timestamp.is_some() {
+                    "being deleted"
+                } else {
+                    "finished"
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// A new port-forward stream to the agent's port.
+    async fn open_transport(&self) -> Result<Transport, LaunchError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut pf = pods
             .portforward(&self.pod, &[AGENT_PORT])
@@ -141,13 +203,11 @@ impl RunningAgent {
             }
         });
         let (r, w) = tokio::io::split(stream);
-        let peer = format!("{}/{}:{AGENT_PORT}", self.namespace, self.pod);
-        AgentClient::handshake(r, w, &peer, &self.token, opts)
-            .await
-            .map_err(|e| LaunchError::Connect {
-                pod: self.pod.clone(),
-                detail: e.to_string(),
-            })
+        Ok(Transport {
+            reader: Box::new(r),
+            writer: Box::new(w),
+            peer: format!("{}/{}:{AGENT_PORT}", self.namespace, self.pod),
+        })
     }
 
     /// A live spare connection, if one is ready.
@@ -278,6 +338,7 @@ impl AgentPool {
             };
             match link {
                 Ok((c, ev)) => {
+                    agent.redial_for(&c);
                     agent.sessions.fetch_add(1, Ordering::SeqCst);
                     progress(
                         "agent",
@@ -309,6 +370,7 @@ impl AgentPool {
             }
         }
         let (agent, c, ev) = launch(&req, progress).await?;
+        agent.redial_for(&c);
         agent.sessions.fetch_add(1, Ordering::SeqCst);
         agent.refill_spare(req.link.clone());
         *guard = Some(agent.clone());
