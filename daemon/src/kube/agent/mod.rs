@@ -87,6 +87,8 @@ pub struct RunningAgent {
     /// costs a WebSocket upgrade through the API server and the node (about 50 ms here), which a
     /// debug restart then does not wait for.
     spare: tokio::sync::Mutex<Option<Link>>,
+    /// Bumped by [`RunningAgent::cut_port_forwards`].
+    cut: tokio::sync::watch::Sender<u64>,
 }
 
 type Link = (AgentClient, mpsc::Receiver<AgentEvent>);
@@ -196,8 +198,13 @@ impl RunningAgent {
                 pod: self.pod.clone(),
                 detail: "port-forward gave no stream".into(),
             })?;
-        // The forwarder's task carries the stream; it ends when either side closes.
+        // The forwarder's task carries the stream; it ends when either side closes. This task
+        // only keeps the handle to cut it (it ends with the agent).
+        let mut cut = self.cut.subscribe();
         tokio::spawn(async move {
+            if cut.changed().await.is_ok() {
+                pf.abort();
+            }
             if let Err(e) = pf.join().await {
                 tracing::debug!("agent port-forward ended: {e}");
             }
@@ -235,6 +242,12 @@ impl RunningAgent {
                 Err(e) => tracing::debug!(agent = %a.name, "no spare connection: {e}"),
             }
         });
+    }
+
+    /// Aborts every port-forward open to this agent now, as a network failure would: sessions
+    /// redial theirs (for tests of reconnect, and to shake off a wedged API server path).
+    pub fn cut_port_forwards(&self) {
+        self.cut.send_modify(|n| *n += 1);
     }
 
     /// Sessions using this agent now.
@@ -472,6 +485,7 @@ async fn launch(
         token,
         sessions: AtomicUsize::new(0),
         spare: Default::default(),
+        cut: tokio::sync::watch::channel(0).0,
     };
     progress(
         "job",
@@ -548,6 +562,7 @@ async fn launch_ephemeral(
         token,
         sessions: AtomicUsize::new(0),
         spare: Default::default(),
+        cut: tokio::sync::watch::channel(0).0,
     };
     watch_start(req, agent, &spec.image(), progress).await
 }
