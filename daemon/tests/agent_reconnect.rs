@@ -23,7 +23,7 @@ use tether_protocol::agent::{
 };
 use tether_protocol::codec::FrameCodec;
 use tether_protocol::error::AgentError;
-use tether_protocol::file::{FileRequest, FileResponse};
+use tether_protocol::file::{FileRequest, FileResponse, Metadata};
 use tether_protocol::incoming::{IncomingMode, IncomingRequest, IncomingResponse};
 use tether_protocol::layer::{LayerRequest, LayerResponse};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,6 +93,11 @@ async fn serve(n: usize, sock: TcpStream, log: Log) {
                     format!("conn {n} fd {fd}").into_bytes().into(),
                 )))
             }
+            // Every connection numbers its handles from the same start, as the agent does.
+            Request::File(FileRequest::Open { .. }) => Ok(Response::File(FileResponse::Opened {
+                fd: 7,
+                metadata: Metadata::default(),
+            })),
             Request::Incoming(IncomingRequest::Subscribe { port, .. }) => {
                 Ok(Response::Incoming(IncomingResponse::Subscribed { port }))
             }
@@ -161,6 +166,13 @@ async fn a_dropped_link_is_redialled_in_flight_requests_fail_and_streams_end() {
     let end = tokio::time::timeout(Duration::from_secs(5), stream.recv()).await;
     assert!(matches!(end, Ok(None)), "{end:?}");
 
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("no dropped event")
+        .unwrap();
+    assert!(matches!(ev, AgentEvent::Dropped { .. }), "{ev:?}");
+    // Dropping `handled` lets the redial go on.
+    drop(ev);
     let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
         .await
         .expect("no reconnected event")
@@ -241,6 +253,15 @@ async fn the_session_resubscribes_its_ports_and_goes_on_after_a_reconnect() {
             remote_port: 8080,
         };
         assert_eq!(l.request(1, listen).unwrap(), LayerResponse::Done);
+        let open = LayerRequest::File(FileRequest::Open {
+            path: "/etc/app.yaml".into(),
+            options: Default::default(),
+        });
+        let r = l.request(10, open).unwrap();
+        assert!(
+            matches!(r, LayerResponse::File(FileResponse::Opened { fd: 7, .. })),
+            "{r:?}"
+        );
         // In flight when the transport drops: the hooked call gets EIO.
         let file = |fd| LayerRequest::File(FileRequest::Read { fd, len: 8 });
         let err = l.request(2, file(DROP_FD)).unwrap_err();
@@ -288,7 +309,25 @@ async fn the_session_resubscribes_its_ports_and_goes_on_after_a_reconnect() {
     // Later requests of the same layer connection succeed through the new transport.
     let r = tokio::task::spawn_blocking(move || {
         let mut l = layer;
-        l.request(3, LayerRequest::File(FileRequest::Read { fd: 5, len: 8 }))
+        let file = |fd| LayerRequest::File(FileRequest::Read { fd, len: 8 });
+        let r = l.request(3, file(5));
+        // fd 7 died with the old connection; the new one may hand out 7 again, but not to a
+        // process that still uses the old one.
+        let stale = l.request(4, file(7)).unwrap_err();
+        assert_eq!(stale.errno, libc::EBADF, "{stale:?}");
+        let open = LayerRequest::File(FileRequest::Open {
+            path: "/etc/app.yaml".into(),
+            options: Default::default(),
+        });
+        assert!(l.request(5, open).is_ok());
+        let fresh = l.request(6, file(7));
+        assert_eq!(
+            fresh,
+            Ok(LayerResponse::File(FileResponse::Data(
+                b"conn 1 fd 7".to_vec().into()
+            )))
+        );
+        r
     })
     .await
     .unwrap()

@@ -171,6 +171,14 @@ pub enum AgentEvent {
     },
     /// A message for the user.
     Warning(String),
+    /// The transport dropped; a new one is dialled once `handled` is dropped (or after a second),
+    /// so the consumer can forget per-connection state before anything new is asked.
+    Dropped {
+        /// Why.
+        cause: LinkDown,
+        /// Drop it when done.
+        handled: oneshot::Sender<()>,
+    },
     /// The transport dropped and a new one is up: requests in flight then failed, open streams
     /// ended, and the agent forgot this client's subscriptions (re-subscribe them).
     Reconnected {
@@ -353,6 +361,19 @@ impl Inner {
 
 /// Dials new transports until one says hello, then swaps it in; gives up after the attempts.
 async fn reconnect(inner: Weak<Inner>, redial: Redial, cause: LinkDown) {
+    let events = match inner.upgrade() {
+        Some(i) => i.events.clone(),
+        None => return,
+    };
+    let (handled, done) = oneshot::channel();
+    let dropped = AgentEvent::Dropped {
+        cause: cause.clone(),
+        handled,
+    };
+    if events.try_send(dropped).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
+    }
+    drop(events);
     let mut wait = redial.backoff;
     let mut last = String::new();
     for attempt in 1..=redial.attempts.max(1) {

@@ -202,6 +202,12 @@ pub(crate) async fn event_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<A
                 shared.lock().subscriptions.remove(&port);
             }
             AgentEvent::Warning(_) => {}
+            AgentEvent::Dropped { cause, handled } => {
+                // The agent closes the old connection's files: their numbers mean nothing now.
+                tracing::debug!("agent link dropped ({cause}): remote fds are stale");
+                shared.lock().forget_fds();
+                drop(handled);
+            }
             AgentEvent::Reconnected { attempts, cause } => {
                 let shared = shared.clone();
                 tokio::spawn(

@@ -60,6 +60,44 @@ pub(crate) struct State {
     fd_holders: HashMap<RemoteFd, HashSet<u32>>,
     /// Subscribed ports in the target, by remote port.
     pub(crate) subscriptions: HashMap<u16, Subscription>,
+    /// Remote fds handed out before the agent link was re-established: the agent closed them
+    /// with the old connection and may hand the same numbers out again, so a process using one it
+    /// does not hold anew gets `EBADF` rather than someone else's file.
+    stale_fds: HashSet<RemoteFd>,
+}
+
+impl State {
+    /// The agent link was re-established: every remote fd is gone.
+    pub(crate) fn forget_fds(&mut self) {
+        self.stale_fds
+            .extend(self.fd_holders.drain().map(|(fd, _)| fd));
+        for p in self.processes.values_mut() {
+            self.stale_fds.extend(p.fds.drain());
+        }
+    }
+
+    /// `fd` is from before a reconnect and `pid` has not been handed it since.
+    fn is_stale(&self, pid: u32, fd: RemoteFd) -> bool {
+        self.stale_fds.contains(&fd)
+            && !self
+                .processes
+                .get(&pid)
+                .is_some_and(|p| p.fds.contains(&fd))
+    }
+}
+
+/// The remote fd a file request works on, if any.
+fn request_fd(req: &FileRequest) -> Option<RemoteFd> {
+    match req {
+        FileRequest::Read { fd, .. }
+        | FileRequest::ReadAt { fd, .. }
+        | FileRequest::Write { fd, .. }
+        | FileRequest::WriteAt { fd, .. }
+        | FileRequest::Seek { fd, .. }
+        | FileRequest::Fstat { fd }
+        | FileRequest::Close { fd } => Some(*fd),
+        _ => None,
+    }
 }
 
 /// What every connection handler shares.
@@ -439,6 +477,18 @@ async fn file_request(
     pid: u32,
     req: FileRequest,
 ) -> Result<FileResponse, RemoteError> {
+    if let Some(fd) = request_fd(&req)
+        && shared.lock().is_stale(pid, fd)
+    {
+        if matches!(req, FileRequest::Close { .. }) {
+            // Already closed with the old agent connection: nothing left to do.
+            return Ok(FileResponse::Done);
+        }
+        return Err(RemoteError::new(
+            libc::EBADF,
+            format!("remote fd {fd} was lost when the agent link was re-established"),
+        ));
+    }
     if let FileRequest::Close { fd } = req {
         // A fork shares the handle: only the last holder's close reaches the agent.
         let mut st = shared.lock();
