@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tether_testkit::{Pod, TestCluster, TestServer};
+use tether_testkit::{AgentProcess, Pod, TestCluster, TestServer};
 
 const TOKEN: &str = "layer-e2e-token";
 
@@ -56,43 +56,10 @@ fn artifact(name: &str) -> PathBuf {
     p
 }
 
-struct Agent {
-    child: Child,
-    addr: String,
-}
-
-impl Agent {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+type Agent = AgentProcess;
 
 fn start_agent(pod: &Pod) -> Agent {
-    let mut child = Command::new(artifact("tether-agent"))
-        .args(["--target-pid", &pod.pid().to_string()])
-        .args(["--listen", "127.0.0.1:0", "--ttl", "60"])
-        .env("TETHER_AGENT_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("tether-agent listening on ")
-        .unwrap_or_else(|| panic!("unexpected agent output: {line:?}"))
-        .to_owned();
-    Agent { child, addr }
+    AgentProcess::start(&artifact("tether-agent"), pod, TOKEN)
 }
 
 fn pod(cluster: &TestCluster, name: &str) -> Pod {

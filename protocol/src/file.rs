@@ -229,6 +229,22 @@ pub enum FileRequest {
     },
 }
 
+impl FileRequest {
+    /// The remote handle the request works on, for the requests that take one.
+    pub fn fd(&self) -> Option<RemoteFd> {
+        match self {
+            Self::Read { fd, .. }
+            | Self::ReadAt { fd, .. }
+            | Self::Write { fd, .. }
+            | Self::WriteAt { fd, .. }
+            | Self::Seek { fd, .. }
+            | Self::Fstat { fd }
+            | Self::Close { fd } => Some(*fd),
+            _ => None,
+        }
+    }
+}
+
 /// The successful answer to a [`FileRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

@@ -58,16 +58,7 @@ impl FileTable {
 
     /// Starts one request; its answer is sent to the daemon when done.
     pub fn dispatch(&self, id: RequestId, req: FileRequest) {
-        let fd = match &req {
-            FileRequest::Read { fd, .. }
-            | FileRequest::ReadAt { fd, .. }
-            | FileRequest::Write { fd, .. }
-            | FileRequest::WriteAt { fd, .. }
-            | FileRequest::Seek { fd, .. }
-            | FileRequest::Fstat { fd }
-            | FileRequest::Close { fd } => Some(*fd),
-            _ => None,
-        };
+        let fd = req.fd();
         if let Some(fd) = fd {
             let mut handles = self.handles.lock().expect("file table lock");
             let queue = if matches!(req, FileRequest::Close { .. }) {

@@ -86,20 +86,6 @@ impl State {
     }
 }
 
-/// The remote fd a file request works on, if any.
-fn request_fd(req: &FileRequest) -> Option<RemoteFd> {
-    match req {
-        FileRequest::Read { fd, .. }
-        | FileRequest::ReadAt { fd, .. }
-        | FileRequest::Write { fd, .. }
-        | FileRequest::WriteAt { fd, .. }
-        | FileRequest::Seek { fd, .. }
-        | FileRequest::Fstat { fd }
-        | FileRequest::Close { fd } => Some(*fd),
-        _ => None,
-    }
-}
-
 /// What every connection handler shares.
 pub(crate) struct Shared {
     pub(crate) agent: AgentClient,
@@ -477,7 +463,7 @@ async fn file_request(
     pid: u32,
     req: FileRequest,
 ) -> Result<FileResponse, RemoteError> {
-    if let Some(fd) = request_fd(&req)
+    if let Some(fd) = req.fd()
         && shared.lock().is_stale(pid, fd)
     {
         if matches!(req, FileRequest::Close { .. }) {

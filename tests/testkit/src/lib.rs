@@ -26,6 +26,7 @@
 //!
 //! Everything needs root (CI runs as root) and `ip` from iproute2; services need `iptables`.
 
+mod agent;
 mod cleanup;
 mod cluster;
 pub mod container;
@@ -35,6 +36,7 @@ mod state;
 mod sys;
 mod testsrv;
 
+pub use agent::AgentProcess;
 pub use cleanup::{CleanupReport, cleanup_all, cleanup_stale};
 pub use cluster::{POD_TESTSRV, Pod, PodBuilder, TestCluster, TestServer};
 pub use error::{Error, Result};
