@@ -4,9 +4,8 @@
 //! Needs root and the workspace's binaries (`tether-agent`, `libtether_layer.so`,
 //! `tether-testsrv`) built into the same target dir: `cargo build --workspace` (tests/run and CI do).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use tether_testkit::{AgentProcess, Pod, TestCluster, TestServer};
 
