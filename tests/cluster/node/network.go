@@ -68,7 +68,10 @@ func newNetwork(c config) (*network, error) {
 	steps := [][]string{
 		{"ip", "netns", "add", n.nsName},
 		{"ip", "-n", n.nsName, "link", "set", "lo", "up"},
-		{"ip", "-n", n.nsName, "link", "add", n.bridge, "type", "bridge"},
+		// A fixed MAC: a bridge otherwise takes the lowest MAC of its ports, so adding or
+		// deleting a pod would change the gateway's MAC under the other pods' ARP caches,
+		// and their packets (DNS, Services) would be dropped until the entries expire.
+		{"ip", "-n", n.nsName, "link", "add", n.bridge, "address", "02:74:74:6b:00:01", "type", "bridge"},
 		{"ip", "-n", n.nsName, "addr", "add", fmt.Sprintf("%s/%d", gw, ones), "dev", n.bridge},
 		{"ip", "-n", n.nsName, "link", "set", n.bridge, "up"},
 		// Every service IP is local in the network namespace, so the userspace
