@@ -285,3 +285,54 @@ async fn cli_start_replaces_a_stale_file_and_racing_starts_make_one_daemon() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!discovery::pid_alive(pid));
 }
+
+#[tokio::test]
+async fn exec_through_the_daemon_sends_its_config_flags() {
+    let user = User::new();
+    let missing = user.dir.path().join("missing-kubeconfig");
+    // Never loaded: the start fails before any process runs.
+    let layer = user.dir.path().join("libtether_layer.so");
+    std::fs::write(&layer, b"").unwrap();
+    // `--kubeconfig` reaches the daemon (which starts on demand) as a session override: the
+    // start fails on reading exactly that file.
+    let out = user.tether(&[
+        "exec",
+        "-q",
+        "--target",
+        "pod/api",
+        "-n",
+        "shop",
+        "--kubeconfig",
+        missing.to_str().unwrap(),
+        "--no-env",
+        "--layer",
+        layer.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing-kubeconfig"),
+        "the error names the file: {}",
+        text(&out)
+    );
+    assert!(user.daemon_pid().is_some(), "exec started the daemon");
+
+    let out = user.tether(&[
+        "exec",
+        "--tcp-session",
+        "--target",
+        "pod/api",
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tcp-session applies to --agent"),
+        "{}",
+        text(&out)
+    );
+    let out = user.tether(&["daemon", "stop"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

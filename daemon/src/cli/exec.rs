@@ -71,24 +71,14 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
 
     let Some(agent_addr) = args.agent.clone() else {
         // No agent given: the daemon starts (or reuses) one next to the target.
-        let f = &args.flags;
-        if f.kubeconfig.is_some()
-            || f.agent_image.is_some()
-            || f.agent_namespace.is_some()
-            || f.incoming.is_some()
-            || f.fs_mode.is_some()
-            || f.no_env
-            || args.tcp_session
-        {
+        if args.tcp_session {
             anyhow::bail!(
-                "exec: through the daemon only --target, --namespace and --context override the config\n  help: put the other settings in the config file (-f)"
+                "exec: --tcp-session applies to --agent sessions only\n  help: a daemon session serves its layers itself"
             );
         }
         let code = daemon_path::run(daemon_path::DaemonExec {
             config_file: args.config_file,
-            target: args.flags.target.clone(),
-            namespace: args.flags.namespace.clone(),
-            context: args.flags.context.clone(),
+            flags: args.flags.clone(),
             layer: args.layer,
             command: args.command,
             progress: !args.quiet,

@@ -16,6 +16,8 @@ use jsonrpsee::{
     ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder},
 };
 use serde_json::json;
+
+use crate::cli::config_flags::ConfigFlags;
 use tether::{
     discovery::{self, DiscoveryInfo, Paths},
     server::api::{SessionEvent, SessionList, SessionStarted},
@@ -30,18 +32,27 @@ const START_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct DaemonExec {
     /// Config file (`-f`).
     pub config_file: Option<PathBuf>,
-    /// `--target`, `-n`, `--context`.
-    pub target: Option<String>,
-    /// Target namespace.
-    pub namespace: Option<String>,
-    /// kube context.
-    pub context: Option<String>,
+    /// Config overrides: `--target`, `-n`, `--context` and the rest, sent with `session.start`.
+    pub flags: ConfigFlags,
     /// Layer library.
     pub layer: Option<PathBuf>,
     /// Command and args.
     pub command: Vec<OsString>,
     /// Progress on stderr.
     pub progress: bool,
+}
+
+/// The flags `session.start` takes in `overrides` (target, namespace and context go on top).
+fn session_overrides(f: &ConfigFlags, cwd: &Path) -> serde_json::Value {
+    json!({
+        // The daemon has its own working directory.
+        "kubeconfig": f.kubeconfig.as_deref().map(|p| absolute(cwd, p)),
+        "agent_image": f.agent_image,
+        "agent_namespace": f.agent_namespace,
+        "incoming": f.incoming,
+        "fs_mode": f.fs_mode,
+        "no_env": f.no_env,
+    })
 }
 
 async fn connect(info: &DiscoveryInfo) -> anyhow::Result<WsClient> {
@@ -103,9 +114,10 @@ pub async fn run(args: DaemonExec) -> anyhow::Result<i32> {
             "cwd": cwd,
             "apply_env": false,
         },
-        "target": args.target,
-        "namespace": args.namespace,
-        "context": args.context,
+        "target": args.flags.target,
+        "namespace": args.flags.namespace,
+        "context": args.flags.context,
+        "overrides": session_overrides(&args.flags, &cwd),
         "program": path,
         "layer": layer,
         "linger_ms": 500,

@@ -381,6 +381,56 @@ pub struct SessionStartParams {
     /// How long the session outlives its last process, in ms, so a debug restart reuses it.
     /// Default 30000.
     pub linger_ms: Option<u64>,
+    /// Further settings over the config (what the CLI's flags set), below `target`, `namespace`
+    /// and `context` above.
+    #[serde(default)]
+    pub overrides: SessionOverrides,
+}
+
+/// Config keys a run sets over its config file and the daemon's environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionOverrides {
+    /// `kubeconfig`: the kubeconfig file the daemon reads for this run (never shown to the
+    /// debuggee).
+    pub kubeconfig: Option<PathBuf>,
+    /// `agent.image`.
+    pub agent_image: Option<String>,
+    /// `agent.namespace`.
+    pub agent_namespace: Option<String>,
+    /// `feature.network.incoming.mode`.
+    pub incoming: Option<IncomingModeParam>,
+    /// `feature.fs.mode`.
+    pub fs_mode: Option<FsModeParam>,
+    /// Take none of the pod's environment variables (`feature.env = false`).
+    #[serde(default)]
+    pub no_env: bool,
+}
+
+/// `feature.network.incoming.mode` as an override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IncomingModeParam {
+    /// Copy traffic to the local process; the pod still answers.
+    Mirror,
+    /// Take traffic: the local process answers instead of the pod.
+    Steal,
+    /// Leave incoming traffic alone.
+    Off,
+}
+
+/// `feature.fs.mode` as an override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FsModeParam {
+    /// Everything local.
+    Local,
+    /// Local, except paths in `read_write`/`read_only`.
+    Localwithoverrides,
+    /// Read from the pod; files opened for writing are local.
+    Read,
+    /// Read and write in the pod.
+    Write,
 }
 
 /// Where a running agent listens and the token it wants.

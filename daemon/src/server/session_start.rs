@@ -31,8 +31,8 @@ use crate::{
 use super::{
     DaemonState,
     api::{
-        EndReason, SessionEvent, SessionInfo, SessionStartParams, SessionStarted, SessionState,
-        TrafficCounters,
+        EndReason, FsModeParam, IncomingModeParam, SessionEvent, SessionInfo, SessionStartParams,
+        SessionStarted, SessionState, TrafficCounters,
     },
     blocking, config,
     error::{ErrorKind, RpcError},
@@ -57,6 +57,32 @@ fn from_text(kind: ErrorKind, text: &str) -> RpcError {
     }
 }
 
+/// The request's overrides as the config crate applies them.
+fn config_overrides(p: &SessionStartParams) -> tether_config::Overrides {
+    use tether_config::{FsMode, IncomingMode};
+    let o = &p.overrides;
+    tether_config::Overrides {
+        target: p.target.clone(),
+        namespace: p.namespace.clone(),
+        kube_context: p.context.clone(),
+        kubeconfig: o.kubeconfig.clone(),
+        agent_image: o.agent_image.clone(),
+        agent_namespace: o.agent_namespace.clone(),
+        incoming_mode: o.incoming.map(|m| match m {
+            IncomingModeParam::Mirror => IncomingMode::Mirror,
+            IncomingModeParam::Steal => IncomingMode::Steal,
+            IncomingModeParam::Off => IncomingMode::Off,
+        }),
+        fs_mode: o.fs_mode.map(|m| match m {
+            FsModeParam::Local => FsMode::Local,
+            FsModeParam::Localwithoverrides => FsMode::LocalWithOverrides,
+            FsModeParam::Read => FsMode::Read,
+            FsModeParam::Write => FsMode::Write,
+        }),
+        no_env: o.no_env,
+    }
+}
+
 /// `session.start`.
 pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<SessionStarted, RpcError> {
     if *s.shutdown.borrow() {
@@ -66,12 +92,7 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
         );
     }
     let input = p.config.clone();
-    let overrides = tether_config::Overrides {
-        target: p.target.clone(),
-        namespace: p.namespace.clone(),
-        kube_context: p.context.clone(),
-        ..Default::default()
-    };
+    let overrides = config_overrides(&p);
     let verified = blocking(move || config::load(&input, &overrides)).await?;
     let verified = verified.map_err(|e| {
         let first = e.errors.first().map(|d| match d.location() {
