@@ -3,8 +3,10 @@
 //!
 //! Servers: `http-echo` (HTTP/1.1 keep-alive and h2c prior knowledge; answers JSON naming the
 //! instance), `tcp-echo`, `udp-echo`, `dns` (A, AAAA, PTR from a hosts-format file, NXDOMAIN
-//! otherwise). Clients: `http-get`, `resolve`. Every server logs one line per event to stderr.
+//! otherwise), `bench-source` (bytes, files and echo for tests/bench). Clients: `http-get`,
+//! `resolve`. Every server logs one line per event to stderr.
 
+mod bench;
 mod dns;
 mod echo;
 mod http;
@@ -53,6 +55,14 @@ enum Cmd {
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
         bind: IpAddr,
     },
+    /// Benchmark source (tests/bench): sends a banner byte `+` on accept, then serves one
+    /// command line: `BYTES N` (N bytes), `FILE PATH` (the file) or `ECHO` (echo until EOF).
+    BenchSource {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+        bind: IpAddr,
+    },
     /// Authoritative DNS server (UDP and TCP) for the names in a hosts-format records file
     /// (`IP NAME...`; the first name of an address answers its PTR). The file is reread when it
     /// changes. Unknown names get NXDOMAIN; nothing is forwarded.
@@ -82,6 +92,8 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::HttpGet { url, timeout_ms } => http::get(&url, timeout_ms),
         Cmd::Resolve { name } => resolve(&name),
+        // Blocking, a thread per connection: no runtime between the socket and the bytes.
+        Cmd::BenchSource { port, bind } => bench::serve(SocketAddr::new(bind, port)),
         cmd => serve(cmd),
     };
     match res {
@@ -109,7 +121,9 @@ fn serve(cmd: Cmd) -> anyhow::Result<()> {
                 bind,
                 records,
             } => dns::serve(SocketAddr::new(bind, port), records).await,
-            Cmd::HttpGet { .. } | Cmd::Resolve { .. } => unreachable!("clients run without tokio"),
+            Cmd::HttpGet { .. } | Cmd::Resolve { .. } | Cmd::BenchSource { .. } => {
+                unreachable!("clients and bench-source run without tokio")
+            }
         }
     })
 }
