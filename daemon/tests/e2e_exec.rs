@@ -550,3 +550,119 @@ fn invalid_config_is_reported_before_anything_runs() {
     assert!(err.contains("mode"), "no suggestion: {err}");
     assert!(!marker.exists(), "the command ran despite the bad config");
 }
+
+/// A TCP relay in front of the agent whose connections can be cut while it keeps listening, as a
+/// `kubectl port-forward` that drops its streams does.
+struct CuttableRelay {
+    addr: String,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl CuttableRelay {
+    fn start(agent: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (agent, held) = (agent.to_owned(), conns.clone());
+        std::thread::spawn(move || {
+            for app in listener.incoming() {
+                let Ok(app) = app else { return };
+                let Ok(up) = std::net::TcpStream::connect(&agent) else {
+                    continue;
+                };
+                held.lock()
+                    .unwrap()
+                    .extend([app.try_clone().unwrap(), up.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (app.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, app),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { addr, conns }
+    }
+
+    /// Cuts every relayed connection; new ones are still accepted.
+    fn cut(&self) -> usize {
+        let mut conns = self.conns.lock().unwrap();
+        for c in conns.iter() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        let n = conns.len();
+        conns.clear();
+        n
+    }
+}
+
+#[test]
+fn direct_session_redials_after_its_agent_connection_drops() {
+    let cluster = TestCluster::new("exec-redial").unwrap();
+    let pod = pod(&cluster);
+    let agent = start_agent(&pod);
+    let relay = CuttableRelay::start(&agent.addr);
+    let cwd = tempfile::tempdir().unwrap();
+    let go = cwd.path().join("cut-done");
+    // Reads a remote file, waits for the cut, then reads again until it works (a read in flight
+    // during the cut may fail; later ones must not).
+    let script = format!(
+        r#"
+import os, sys, time
+print('before', open('/app/data.txt').read().strip(), flush=True)
+while not os.path.exists('{go}'):
+    time.sleep(0.05)
+deadline = time.time() + 20
+while time.time() < deadline:
+    try:
+        print('after', open('/app/data.txt').read().strip(), flush=True)
+        sys.exit(0)
+    except OSError as e:
+        print('error', e, flush=True)
+        time.sleep(0.2)
+sys.exit('remote reads never worked again')
+"#,
+        go = go.display()
+    );
+    let tether = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args([
+            "exec",
+            "--agent",
+            &relay.addr,
+            "--",
+            "python3",
+            "-c",
+            &script,
+        ])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while relay.conns.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Let the first read finish, then cut the link under the running session.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        relay.cut() > 0,
+        "the session never connected through the relay"
+    );
+    std::fs::write(&go, "").unwrap();
+    let out = tether.wait_with_output().unwrap();
+    let s = stdout(&out);
+    eprintln!("{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.contains("before remote payload"), "{s}");
+    assert!(s.contains("after remote payload"), "{s}");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !relay.conns.lock().unwrap().is_empty(),
+        "the session dialled the agent again"
+    );
+}

@@ -24,7 +24,7 @@ use crate::{
     session::{
         ListenKind, LocalContext, RouterEvent, Session, SessionOptions, SessionParams,
         env::env_changes,
-        launch::{debuggee_env, fetch_pod_env, find_layer},
+        launch::{debuggee_env, direct_redial, fetch_pod_env, find_layer},
     },
 };
 
@@ -147,6 +147,7 @@ pub async fn start(p: SessionStartParams, s: Arc<DaemonState>) -> Result<Session
             let (client, events) = AgentClient::connect(&agent.address, &agent.token, link)
                 .await
                 .map_err(|e| fail(from_text(ErrorKind::AgentUnavailable, &e.to_string())))?;
+            client.set_redial(direct_redial(&agent.address));
             entry.emit(SessionEvent::Progress {
                 step: "agent".into(),
                 message: format!(

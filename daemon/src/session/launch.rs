@@ -15,7 +15,9 @@ use tether_config::{EnvConfig, EnvFileError};
 
 use super::env::{EnvChanges, env_changes};
 use super::{ListenKind, LocalContext, Session, SessionOptions, SessionParams, new_session_id};
-use crate::agent_link::{AgentClient, ConnectError, LinkOptions, RequestError};
+use crate::agent_link::{
+    AgentClient, ConnectError, DialError, LinkOptions, Redial, RequestError, Transport,
+};
 
 /// File name of the layer library.
 pub const LAYER_FILE: &str = "libtether_layer.so";
@@ -290,6 +292,34 @@ pub struct ExecOptions {
     pub link: LinkOptions,
 }
 
+/// Re-establishes a dropped link to an agent at a fixed address (`--agent`, often a
+/// `kubectl port-forward`): a refused connection means nothing listens there any more, so the
+/// agent is gone and hooked calls fail at once instead of after every attempt.
+pub fn direct_redial(addr: &str) -> Redial {
+    let addr = addr.to_owned();
+    let dial = move || {
+        let addr = addr.clone();
+        Box::pin(async move {
+            match tokio::net::TcpStream::connect(&addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    let (r, w) = s.into_split();
+                    Ok(Transport {
+                        reader: Box::new(r),
+                        writer: Box::new(w),
+                        peer: addr,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(
+                    DialError::AgentGone(format!("nothing listens at {addr} any more")),
+                ),
+                Err(e) => Err(DialError::Failed(format!("cannot reach {addr}: {e}"))),
+            }
+        }) as futures::future::BoxFuture<'static, _>
+    };
+    Redial::new(std::sync::Arc::new(dial))
+}
+
 /// Runs `command` in a session with the agent at `agent_addr`; returns the exit code to exit
 /// with (the child's, or 128 + the signal that killed it).
 pub async fn exec(opts: ExecOptions) -> Result<i32, LaunchError> {
@@ -308,6 +338,7 @@ pub async fn exec(opts: ExecOptions) -> Result<i32, LaunchError> {
         ..opts.link.clone()
     };
     let (agent, events) = AgentClient::connect(&opts.agent_addr, &opts.agent_token, link).await?;
+    agent.set_redial(direct_redial(&opts.agent_addr));
     tracing::info!(
         agent = %agent.hello().agent,
         target_pid = agent.hello().target.pid,
