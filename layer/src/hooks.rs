@@ -1083,6 +1083,30 @@ pub unsafe extern "C" fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int {
     r
 }
 
+// `fcntl` is variadic; its one optional argument is an int or a pointer, passed like a
+// `c_ulong` on the 64-bit ABIs tether supports, so it is forwarded as one. Only the duplicating
+// commands matter here (CPython's `os.dup` is `fcntl(F_DUPFD_CLOEXEC)`): everything else acts on
+// the real fd, placeholders included.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    // SAFETY: forwarded.
+    let r = unsafe { real::fcntl(fd, cmd, arg) };
+    if matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+        duplicated(fd, r);
+    }
+    r
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    // SAFETY: forwarded.
+    let r = unsafe { real::fcntl64(fd, cmd, arg) };
+    if matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+        duplicated(fd, r);
+    }
+    r
+}
+
 // ---------------------------------------------------------------- sockets
 
 #[unsafe(no_mangle)]

@@ -7,9 +7,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{
-    DIR, FILE, addrinfo, c_char, c_int, c_long, c_uint, c_void, dirent, dirent64, hostent, iovec,
-    mode_t, msghdr, off_t, off64_t, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t, size_t,
-    sockaddr, socklen_t, ssize_t, utsname,
+    DIR, FILE, addrinfo, c_char, c_int, c_long, c_uint, c_ulong, c_void, dirent, dirent64, hostent,
+    iovec, mode_t, msghdr, off_t, off64_t, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t,
+    size_t, sockaddr, socklen_t, ssize_t, utsname,
 };
 
 /// One real symbol, resolved lazily.
@@ -154,6 +154,8 @@ reals! {
     fn dup(fd: c_int) -> c_int;
     fn dup2(fd: c_int, to: c_int) -> c_int;
     fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int;
+    fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
     fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
     fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;

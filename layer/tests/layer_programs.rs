@@ -130,6 +130,15 @@ except FileNotFoundError:
 r = subprocess.run(["cat", "/remote/hello.txt"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
 print("child:", r.stdout, end="")
 print("cwd local:", os.path.isdir(os.getcwd()))
+fd = os.open("/remote/hello.txt", os.O_RDONLY)
+dup = os.dup(fd)  # CPython: fcntl(F_DUPFD_CLOEXEC)
+os.close(fd)
+print("dup:", os.read(dup, 100).decode(), end="")
+os.close(dup)
+dfd = os.open("/remote/dir", os.O_RDONLY | os.O_DIRECTORY)
+ddup = os.dup(dfd)
+os.close(dfd)
+print("dup dir:", sorted(os.listdir(ddup)))
 "#;
     let mut cmd = session.command(&python);
     cmd.args(["-c", script]);
@@ -152,6 +161,8 @@ print("cwd local:", os.path.isdir(os.getcwd()))
         "kube: not found\n".into(),
         format!("child: {HELLO}"),
         "cwd local: True\n".to_string(),
+        format!("dup: {HELLO}"),
+        "dup dir: ['a.txt', 'b.txt']\n".into(),
     ] {
         assert!(
             text.contains(&e),
