@@ -16,6 +16,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::errors::missing_capability;
+use crate::files::creds::Creds;
 use crate::files::resolve::open_in_root;
 use crate::netns::NetNs;
 
@@ -51,6 +52,8 @@ pub struct Target {
     root: Result<OwnedFd, AgentError>,
     netns: NetNs,
     hostname: String,
+    /// Filesystem credentials path operations take (`None`: unreadable, act as the agent).
+    creds: Option<Creds>,
     gone: Arc<AtomicBool>,
     gone_rx: watch::Receiver<bool>,
 }
@@ -101,6 +104,11 @@ impl Target {
         };
         let netns = NetNs::enter_or_report(pid);
         let hostname = read_hostname(pid, root.as_ref().ok().map(AsRawFd::as_raw_fd));
+        let creds = Creds::of(pid)
+            .inspect_err(|e| {
+                tracing::warn!("cannot read the credentials of {pid}: {e}; files act as root")
+            })
+            .ok();
         let gone = Arc::new(AtomicBool::new(false));
         let (gone_tx, gone_rx) = watch::channel(false);
         if let Some(pidfd) = pidfd {
@@ -130,9 +138,16 @@ impl Target {
             root,
             netns,
             hostname,
+            creds,
             gone,
             gone_rx,
         })
+    }
+
+    /// The filesystem credentials of the target when it started (its user owns what the session
+    /// creates).
+    pub fn creds(&self) -> Option<&Creds> {
+        self.creds.as_ref()
     }
 
     /// The target's PID as the agent sees it.

@@ -12,6 +12,7 @@
 //! (up to [`MAX_READ`]). Clients should ask for at least 64 KiB per `Read` (and pass the app's
 //! smaller reads through their own buffer): each request is a round trip of the agent link.
 
+pub mod creds;
 mod ops;
 pub mod resolve;
 
@@ -81,12 +82,13 @@ impl FileTable {
             Ok(root) => root,
             Err(e) => return self.answer(id, Err(OpError::Agent(e))),
         };
+        let creds = self.target.creds().cloned();
         let tx = self.to_daemon.clone();
         let handles = self.handles.clone();
         let next_fd = self.next_fd.clone();
         let to_daemon = self.to_daemon.clone();
         tokio::spawn(async move {
-            let res = match tokio::task::spawn_blocking(move || path_op(root, req)).await {
+            let res = match tokio::task::spawn_blocking(move || as_target(creds, root, req)).await {
                 Ok(res) => res,
                 Err(e) => Err(OpError::errno(
                     libc::EIO,
@@ -131,6 +133,21 @@ fn bad_fd(fd: RemoteFd) -> OpError {
 enum PathDone {
     Response(FileResponse),
     Opened(ops::OpenFile, tether_protocol::file::Metadata),
+}
+
+/// Runs `req` with the target's filesystem credentials (see [`creds`]); as the agent when they
+/// are unknown or cannot be taken (said once in the log).
+fn as_target(creds: Option<creds::Creds>, root: i32, req: FileRequest) -> OpResult<PathDone> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let _as = creds.and_then(|c| {
+        c.enter()
+            .inspect_err(|e| {
+                WARNED.call_once(|| tracing::warn!("{e}; file operations act as root"));
+            })
+            .ok()
+            .flatten()
+    });
+    path_op(root, req)
 }
 
 fn path_op(root: i32, req: FileRequest) -> OpResult<PathDone> {

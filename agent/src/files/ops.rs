@@ -105,14 +105,15 @@ pub fn access(root: RawFd, path: &str, mode: u32) -> OpResult<()> {
         return Ok(());
     }
     let empty = c"";
-    // SAFETY: valid fd and C string; faccessat2 (Linux 5.8) accepts AT_EMPTY_PATH.
+    // SAFETY: valid fd and C string; faccessat2 (Linux 5.8) accepts AT_EMPTY_PATH. AT_EACCESS:
+    // check with the thread's filesystem ids (the target's, see `creds`), not the agent's uid.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_faccessat2,
             fd.as_raw_fd(),
             empty.as_ptr(),
             mode as libc::c_int,
-            libc::AT_EMPTY_PATH,
+            libc::AT_EMPTY_PATH | libc::AT_EACCESS,
         )
     };
     if rc == 0 {
