@@ -66,6 +66,20 @@ fn tether_exec(agent: &Agent, args: &[&str]) -> Output {
     out
 }
 
+/// `tether exec --agent ADDR -- python3 -c SCRIPT` in `cwd`, running in the background with
+/// its output captured.
+fn spawn_python(addr: &str, cwd: &std::path::Path, script: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd)
+        .args(["exec", "--agent", addr, "--", "python3", "-c", script])
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -344,23 +358,7 @@ except OSError as e:
         marker = marker.display(),
         ip = pod.ip()
     );
-    let tether = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .current_dir(cwd.path())
-        .args([
-            "exec",
-            "--agent",
-            &agent.addr,
-            "--",
-            "python3",
-            "-c",
-            &script,
-        ])
-        .env("TETHER_AGENT_TOKEN", TOKEN)
-        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tether = spawn_python(&agent.addr, cwd.path(), &script);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !marker.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -627,23 +625,7 @@ sys.exit('remote reads never worked again')
 "#,
         go = go.display()
     );
-    let tether = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .current_dir(cwd.path())
-        .args([
-            "exec",
-            "--agent",
-            &relay.addr,
-            "--",
-            "python3",
-            "-c",
-            &script,
-        ])
-        .env("TETHER_AGENT_TOKEN", TOKEN)
-        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tether = spawn_python(&relay.addr, cwd.path(), &script);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while relay.conns.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
