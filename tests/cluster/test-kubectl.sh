@@ -53,7 +53,7 @@ fi
 
 # 2. logs
 pod=$(k -n tether-samples get pods -l app=http-echo -o jsonpath='{.items[0].metadata.name}')
-if k -n tether-samples logs "$pod" 2>&1 | grep -q "http-echo $pod listening"; then
+if k -n tether-samples logs "$pod" 2>&1 | grep "http-echo $pod listening" >/dev/null; then
   ok "kubectl logs shows the container's output"
 else
   bad "kubectl logs" "$(k -n tether-samples logs "$pod" 2>&1 | tail -3)"
@@ -83,10 +83,10 @@ fi
 lport=$((20000 + RANDOM % 20000))
 k -n tether-samples port-forward "pod/$pod" "$lport:8080" >/tmp/tether-pf-$$.log 2>&1 &
 pf_pid=$!
-if poll 20 curl -fsS "http://127.0.0.1:$lport/" && curl -fsS "http://127.0.0.1:$lport/" | grep -q "$pod"; then
+if poll 20 curl -fsS "http://127.0.0.1:$lport/" && curl -fsS "http://127.0.0.1:$lport/" | grep "$pod" >/dev/null; then
   ok "kubectl port-forward reaches the HTTP echo, which names $pod"
   sleep 35
-  if curl -fsS "http://127.0.0.1:$lport/idle" | grep -q "$pod"; then
+  if curl -fsS "http://127.0.0.1:$lport/idle" | grep "$pod" >/dev/null; then
     ok "port-forward still works after 35 s idle"
   else
     bad "port-forward after idle" "$(tail -3 /tmp/tether-pf-$$.log)"
@@ -115,7 +115,7 @@ spec:
         args: ["http-get", "http://http-echo.tether-samples.svc.cluster.local/from-pod"]
 EOF
 job_done() { [[ "$(k -n "$1" get job "$2" -o jsonpath='{.status.succeeded}')" == 1 ]]; }
-if poll 60 job_done "$ns" svc-probe && k -n "$ns" logs job/svc-probe | grep -q "http-echo-"; then
+if poll 60 job_done "$ns" svc-probe && k -n "$ns" logs job/svc-probe | grep "http-echo-" >/dev/null; then
   ok "a pod reaches the Service by its cluster DNS name"
 else
   bad "Service by DNS name from a pod" "$(k -n "$ns" logs job/svc-probe 2>&1 | tail -3)"
@@ -167,7 +167,7 @@ if poll 30 sleeper_running; then
   start=$SECONDS
   k -n "$ns" delete pod sleeper --timeout=20s >/dev/null 2>&1
   took=$((SECONDS - start))
-  sandbox_gone() { [[ ! -e "$netns" ]] && ! ls "$TETHER_CLUSTER_DIR"/pods/ | grep -q "$uid"; }
+  sandbox_gone() { [[ ! -e "$netns" ]] && ! ls "$TETHER_CLUSTER_DIR"/pods/ | grep "$uid" >/dev/null; }
   if ! k -n "$ns" get pod sleeper >/dev/null 2>&1 && [[ $took -le 10 && -n "$netns" ]] && poll 5 sandbox_gone; then
     ok "deleted pod gone in ${took}s with its netns and files"
   else
@@ -210,7 +210,7 @@ fi
 
 # 10. multi-container pod and StatefulSet
 multi_ready() { [[ "$(k -n tether-samples get pod multi -o jsonpath='{.status.containerStatuses[*].ready}')" == "true true" ]]; }
-if poll 30 multi_ready && k -n tether-samples logs multi -c sidecar | grep -q "sidecar started"; then
+if poll 30 multi_ready && k -n tether-samples logs multi -c sidecar | grep "sidecar started" >/dev/null; then
   ok "multi-container pod: both containers ready, per-container logs"
 else
   bad "multi-container pod" "$(k -n tether-samples get pod multi -o wide 2>&1)"
@@ -233,7 +233,7 @@ if [[ $teardown == 1 ]]; then
   left+=$(ip netns list | awk '/^tether-/ {printf " netns:%s", $1}')
   left+=$(awk -v d="$TETHER_CLUSTER_DIR" '$2 ~ "^"d {printf " mount:%s", $2}' /proc/mounts)
   [[ -e "$TETHER_CLUSTER_DIR" ]] && left+=" dir:$TETHER_CLUSTER_DIR"
-  if command -v iptables-save >/dev/null && iptables-save 2>/dev/null | grep -qi tether; then left+=" iptables"; fi
+  if command -v iptables-save >/dev/null && iptables-save 2>/dev/null | grep -i tether >/dev/null; then left+=" iptables"; fi
   if [[ -z "$left" ]]; then
     ok "down leaves no process, network namespace, mount, iptables rule or state dir"
   else
