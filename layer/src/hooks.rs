@@ -744,9 +744,11 @@ pub unsafe extern "C" fn renameat2(
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn symlink(target: *const c_char, link: *const c_char) -> c_int {
-    detour!(-1, unsafe { stat::symlink(libc::AT_FDCWD, link) }, unsafe {
-        real::symlink(target, link)
-    })
+    detour!(
+        -1,
+        unsafe { stat::symlink(target, libc::AT_FDCWD, link) },
+        unsafe { real::symlink(target, link) }
+    )
 }
 
 #[unsafe(no_mangle)]
@@ -755,7 +757,7 @@ pub unsafe extern "C" fn symlinkat(
     dirfd: c_int,
     link: *const c_char,
 ) -> c_int {
-    detour!(-1, unsafe { stat::symlink(dirfd, link) }, unsafe {
+    detour!(-1, unsafe { stat::symlink(target, dirfd, link) }, unsafe {
         real::symlinkat(target, dirfd, link)
     })
 }

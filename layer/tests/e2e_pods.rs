@@ -95,6 +95,11 @@ fn local_side() -> LocalSide {
 
 /// [`local_side`] with `extra` (`"network": {...}`, say) added to the config's `feature` object.
 fn local_side_with(extra: &str) -> LocalSide {
+    local_side_fs("read", extra)
+}
+
+/// [`local_side_with`], with fs mode `mode`.
+fn local_side_fs(mode: &str, extra: &str) -> LocalSide {
     let cwd = tempfile::tempdir().unwrap();
     std::fs::write(cwd.path().join("local-note.txt"), "local only\n").unwrap();
     // HOME is a temp dir (with local credentials to hide), so a toolchain under the real home
@@ -109,7 +114,8 @@ fn local_side_with(extra: &str) -> LocalSide {
     std::fs::write(
         cwd.path().join(".tether/tether.json"),
         format!(
-            r#"{{"feature": {{"fs": {{"mode": "read", "local": {}}}{}{}}}}}"#,
+            r#"{{"feature": {{"fs": {{"mode": "{}", "local": {}}}{}{}}}}}"#,
+            mode,
             json_list(&local),
             if extra.is_empty() { "" } else { ", " },
             extra
@@ -217,6 +223,61 @@ except FileNotFoundError:
     ] {
         assert!(s.contains(&e), "missing {e:?}\n{}", show(&out));
     }
+}
+
+#[test]
+fn write_mode_changes_land_in_the_pods_filesystem() {
+    let Some(python) = support::python() else {
+        eprintln!("python3 not installed: skipped");
+        return;
+    };
+    let cluster = TestCluster::new("layer-write").unwrap();
+    let pod = pod(&cluster, "api");
+    let agent = start_agent(&pod);
+    let local = local_side_fs("write", "");
+    let script = r#"
+import os
+os.mkdir("/app/out")
+with open("/app/out/report.txt", "w") as f:
+    f.write("written by the session\n")
+with open("/app/out/report.txt", "a") as f:
+    f.write("appended\n")
+os.rename("/app/out/report.txt", "/app/out/final.txt")
+os.symlink("final.txt", "/app/out/latest")
+print("readlink", os.readlink("/app/out/latest"))
+print("via link", open("/app/out/latest").read().replace("\n", "|"))
+os.unlink("/app/conf/b.yaml")
+print("listdir", sorted(os.listdir("/app/out")), sorted(os.listdir("/app/conf")))
+open("written-locally.txt", "w").write("cwd stays local\n")
+"#;
+    let out = tether_exec(&agent, &local, &[&python, "-c", script])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    for e in [
+        "readlink final.txt",
+        "via link written by the session|appended|",
+        "listdir ['final.txt', 'latest'] ['a.yaml']",
+    ] {
+        assert!(s.contains(e), "missing {e:?}\n{}", show(&out));
+    }
+    // The pod's own filesystem has the changes; the local side has only the cwd file.
+    let host = |p: &str| pod.host_path(p);
+    assert_eq!(
+        std::fs::read_to_string(host("/app/out/final.txt")).unwrap(),
+        "written by the session\nappended\n"
+    );
+    assert_eq!(
+        std::fs::read_link(host("/app/out/latest")).unwrap(),
+        std::path::Path::new("final.txt")
+    );
+    assert!(!host("/app/conf/b.yaml").exists());
+    assert!(
+        !std::path::Path::new("/app/out").exists(),
+        "nothing written on the host's /app"
+    );
+    assert!(local.cwd.path().join("written-locally.txt").exists());
 }
 
 #[test]

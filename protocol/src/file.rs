@@ -227,6 +227,14 @@ pub enum FileRequest {
         /// New path.
         to: String,
     },
+    /// `symlink`: creates `link` pointing at `target`, stored as given (the pod resolves it).
+    /// Answered with [`FileResponse::Done`].
+    Symlink {
+        /// The link's content.
+        target: String,
+        /// Where the link is created.
+        link: String,
+    },
 }
 
 impl FileRequest {

@@ -187,6 +187,10 @@ fn path_op(root: i32, req: FileRequest) -> OpResult<PathDone> {
             ops::rename(root, &from, &to)?;
             R::Done
         }
+        FileRequest::Symlink { target, link } => {
+            ops::symlink(root, &target, &link)?;
+            R::Done
+        }
         FileRequest::Read { .. }
         | FileRequest::ReadAt { .. }
         | FileRequest::Write { .. }

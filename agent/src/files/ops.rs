@@ -242,6 +242,18 @@ pub fn rename(root: RawFd, from: &str, to: &str) -> OpResult<()> {
         .map_err(|e| err("rename", &format!("{from} -> {to}"), e))
 }
 
+/// `symlinkat`: the link is created inside the root; its content is stored as given.
+pub fn symlink(root: RawFd, target: &str, link: &str) -> OpResult<()> {
+    let (parent, name) =
+        open_parent(root, path_bytes(link)).map_err(|e| err("symlink", link, e))?;
+    let target = CString::new(target)
+        .map_err(|_| OpError::errno(libc::EINVAL, format!("symlink {link}: NUL in target")))?;
+    // SAFETY: valid fd and C strings.
+    cvt(unsafe { libc::symlinkat(target.as_ptr(), parent.as_raw_fd(), name.as_ptr()) })
+        .map(drop)
+        .map_err(|e| err("symlink", link, e))
+}
+
 /// Opens, reads at most `max_len` bytes and closes; `EFBIG` for larger files.
 pub fn read_whole(root: RawFd, path: &str, max_len: u64) -> OpResult<(Vec<u8>, Metadata)> {
     let fd = open_in_root(root, path_bytes(path), libc::O_RDONLY, 0)

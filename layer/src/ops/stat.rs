@@ -261,13 +261,25 @@ pub unsafe fn rename(
     }
 }
 
-/// `symlink` family: a link created in a remote directory is not supported by the protocol.
+/// `symlink` family: a link in a remote (writable) directory is created in the pod, with its
+/// content as given.
 ///
 /// # Safety
-/// `link` is null or a valid C string.
-pub unsafe fn symlink(dirfd: c_int, link: *const c_char) -> Detour<c_int> {
+/// `target` and `link` are null or valid C strings.
+pub unsafe fn symlink(target: *const c_char, dirfd: c_int, link: *const c_char) -> Detour<c_int> {
     // SAFETY: forwarded.
     let r = bypass_or!(unsafe { path::classify(dirfd, link) });
     bypass_or!(path::writable(&r));
-    Detour::Fail(libc::EPERM)
+    if target.is_null() {
+        return Detour::Fail(libc::EFAULT);
+    }
+    // SAFETY: non-null, and the caller's C string.
+    let target = unsafe { std::ffi::CStr::from_ptr(target) };
+    let Ok(target) = target.to_str() else {
+        return Detour::Fail(libc::EINVAL);
+    };
+    done(file_op(FileRequest::Symlink {
+        target: target.to_owned(),
+        link: r.path,
+    }))
 }
