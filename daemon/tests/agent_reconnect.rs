@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{AGENT_TOKEN, FakeLayer, POD_HOSTNAME, hello};
+use common::{AGENT_TOKEN, FakeLayer, handshake, hello};
 use futures::{SinkExt, StreamExt};
 use tether::agent_link::{
     AgentClient, AgentEvent, DialError, LinkOptions, Redial, RequestError, Transport,
@@ -18,16 +18,11 @@ use tether::session::{
     ListenKind, LocalContext, RouterEvent, Session, SessionOptions, SessionParams,
 };
 use tether_protocol::PROTOCOL_VERSION;
-use tether_protocol::agent::{
-    AgentHello, AgentMessage, ClientMessage, Request, Response, TargetInfo,
-};
-use tether_protocol::codec::FrameCodec;
-use tether_protocol::error::AgentError;
+use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
 use tether_protocol::file::{FileRequest, FileResponse, Metadata};
 use tether_protocol::incoming::{IncomingMode, IncomingRequest, IncomingResponse};
 use tether_protocol::layer::{LayerRequest, LayerResponse};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Reading this fd on the first connection makes the fake agent close that connection unanswered.
 const DROP_FD: u64 = 13;
@@ -53,27 +48,9 @@ async fn multi_agent() -> (SocketAddr, Log) {
 }
 
 async fn serve(n: usize, sock: TcpStream, log: Log) {
-    let (r, w) = sock.into_split();
-    let mut rd = FramedRead::new(r, FrameCodec::<AgentMessage, ClientMessage>::new());
-    let mut wr = FramedWrite::new(w, FrameCodec::<AgentMessage, ClientMessage>::new());
-    let Some(Ok(ClientMessage::Hello(h))) = rd.next().await else {
+    let Some((mut rd, mut wr)) = handshake(sock, PROTOCOL_VERSION).await else {
         return;
     };
-    if h.token != AGENT_TOKEN {
-        let _ = wr
-            .send(AgentMessage::Refused(AgentError::Unauthorized))
-            .await;
-        return;
-    }
-    let hello = AgentHello {
-        protocol_version: PROTOCOL_VERSION,
-        agent: "fake-agent".into(),
-        target: TargetInfo {
-            pid: 4242,
-            hostname: POD_HOSTNAME.into(),
-        },
-    };
-    wr.send(AgentMessage::Hello(hello)).await.unwrap();
     while let Some(Ok(m)) = rd.next().await {
         if let ClientMessage::Ping(p) = m {
             let _ = wr.send(AgentMessage::Pong(p)).await;

@@ -6,79 +6,23 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{AGENT_TOKEN, FakeAgent, FakeLayer};
-use serde_json::{Value, json};
-use support::rpc;
+use common::{AGENT_TOKEN, FakeAgent, FakeLayer, standard_handler};
+use serde_json::json;
+use support::{Started, layer_stub, next_event, rpc, session_events};
 use tether::server::rpc_module;
-use tether_protocol::AGENT_CONN_ID_BIT;
-use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
 use tether_protocol::file::FileRequest;
 use tether_protocol::layer::{LayerRequest, LayerResponse};
-use tether_protocol::outgoing::{OutgoingRequest, OutgoingResponse, StreamMessage};
-use tether_protocol::session_env;
 
-/// The pod's env, outgoing connects, and stream data echoed upper-cased.
-fn handler() -> common::Handler {
-    Arc::new(|m| match m {
-        ClientMessage::Request { id, body } => {
-            let result = match body {
-                Request::Env => Ok(Response::Env(vec![("DB_URL".into(), "pg://db".into())])),
-                Request::Outgoing(OutgoingRequest::ConnectTcp { conn_id, .. }) => {
-                    Ok(Response::Outgoing(OutgoingResponse::Opened {
-                        conn_id: *conn_id,
-                        local: "10.1.2.3:40000".parse().unwrap(),
-                        remote: None,
-                    }))
-                }
-                _ => Err(tether_protocol::RemoteError::new(
-                    libc::ENOENT,
-                    "not scripted",
-                )),
-            };
-            vec![AgentMessage::Response { id: *id, result }]
-        }
-        ClientMessage::Stream(StreamMessage::Data { conn_id, data })
-            if *conn_id & AGENT_CONN_ID_BIT == 0 =>
-        {
-            vec![AgentMessage::Stream(StreamMessage::Data {
-                conn_id: *conn_id,
-                data: data.as_slice().to_ascii_uppercase().into(),
-            })]
-        }
-        _ => vec![],
-    })
-}
-
-type Sub = jsonrpsee::core::server::Subscription;
-
-/// The next event matching `pred`, skipping others (progress, traffic samples).
-async fn next_matching(sub: &mut Sub, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let (ev, _) = sub
-                .next::<Value>()
-                .await
-                .expect("subscription open")
-                .unwrap();
-            if pred(&ev) {
-                return ev;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} event in 10 s"))
-}
+/// How long an event may take.
+const SOON: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layers_and_traffic_reach_session_events_and_list() {
     common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let layer_lib = dir.path().join("libtether_layer.so");
-    std::fs::write(&layer_lib, b"not loaded by this test").unwrap();
-    let agent = FakeAgent::start(handler()).await;
+    let agent = FakeAgent::start(standard_handler()).await;
     let m = rpc_module(support::state(vec![]));
     let started = rpc(
         &m,
@@ -88,25 +32,14 @@ async fn layers_and_traffic_reach_session_events_and_list() {
             "target": "pod/api",
             "namespace": "shop",
             "agent": {"address": agent.addr.to_string(), "token": AGENT_TOKEN},
-            "layer": layer_lib,
+            "layer": layer_stub(dir.path()),
             "linger_ms": 60_000,
         }),
     )
     .await
     .unwrap();
-    let id = started["id"].as_str().unwrap().to_owned();
-    let address = started["env"][session_env::SESSION_ADDR]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = started["env"][session_env::SESSION_TOKEN]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut sub = m
-        .subscribe_unbounded("session.events", jsonrpsee::rpc_params![json!({"id": id})])
-        .await
-        .unwrap();
+    let Started { id, address, token } = Started::from_result(&started);
+    let mut sub = session_events(&m, &id).await;
 
     // A process connects: `layer_connected` with what its hello said, and its pid in the list.
     let mut hello = common::hello(&token, 4242, 77);
@@ -115,7 +48,7 @@ async fn layers_and_traffic_reach_session_events_and_list() {
         .await
         .unwrap()
         .unwrap();
-    let ev = next_matching(&mut sub, "layer_connected", |e| {
+    let ev = next_event(&mut sub, SOON, "layer_connected", |e| {
         e["type"] == "layer_connected"
     })
     .await;
@@ -151,7 +84,7 @@ async fn layers_and_traffic_reach_session_events_and_list() {
     })
     .await
     .unwrap();
-    let ev = next_matching(&mut sub, "traffic", |e| {
+    let ev = next_event(&mut sub, SOON, "traffic", |e| {
         e["type"] == "traffic"
             && e["counters"]["outgoing_bytes_up"] == json!(N)
             && e["counters"]["outgoing_bytes_down"] == json!(N)
@@ -170,11 +103,8 @@ async fn layers_and_traffic_reach_session_events_and_list() {
     assert_eq!(list["sessions"][0]["traffic"], ev["counters"], "{list}");
 
     // A late subscriber gets the newest counters right after the replay.
-    let mut late = m
-        .subscribe_unbounded("session.events", jsonrpsee::rpc_params![json!({"id": id})])
-        .await
-        .unwrap();
-    next_matching(&mut late, "replayed traffic", |e| {
+    let mut late = session_events(&m, &id).await;
+    next_event(&mut late, SOON, "replayed traffic", |e| {
         e["type"] == "traffic" && e["counters"]["outgoing_bytes_up"] == json!(N)
     })
     .await;
@@ -183,7 +113,7 @@ async fn layers_and_traffic_reach_session_events_and_list() {
     let (layer, sock) = layer;
     drop(sock);
     drop(layer);
-    let ev = next_matching(&mut sub, "layer_disconnected", |e| {
+    let ev = next_event(&mut sub, SOON, "layer_disconnected", |e| {
         e["type"] == "layer_disconnected"
     })
     .await;

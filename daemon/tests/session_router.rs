@@ -7,95 +7,17 @@ use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{AGENT_TOKEN, FakeAgent, FakeLayer, POD_HOSTNAME, hello};
+use common::{AGENT_TOKEN, FakeAgent, FakeLayer, POD_HOSTNAME, hello, standard_handler};
 use tether::agent_link::{AgentClient, LinkOptions};
 use tether::session::{ListenKind, LocalContext, Session, SessionOptions, SessionParams};
 use tether_protocol::AGENT_CONN_ID_BIT;
 use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
-use tether_protocol::file::{FileRequest, FileResponse, Metadata};
+use tether_protocol::file::{FileRequest, FileResponse};
 use tether_protocol::incoming::{
     Header, HttpFilter, HttpRequest, HttpVersion, IncomingEvent, IncomingMode, IncomingRequest,
-    IncomingResponse,
 };
 use tether_protocol::layer::{LayerRequest, LayerResponse};
-use tether_protocol::outgoing::{OutgoingRequest, OutgoingResponse, StreamMessage};
-
-/// Answers what most tests need: opens, reads (echoing the fd), subscriptions, outgoing connects,
-/// and echoes stream data upper-cased.
-fn standard_handler() -> common::Handler {
-    Arc::new(|m| match m {
-        ClientMessage::Request { id, body } => {
-            let result = match body {
-                Request::File(FileRequest::Open { .. }) => {
-                    Ok(Response::File(FileResponse::Opened {
-                        fd: 42,
-                        metadata: Metadata::default(),
-                    }))
-                }
-                Request::File(FileRequest::Read { fd, .. }) => {
-                    Ok(Response::File(FileResponse::Data(
-                        format!("read fd {fd} as agent id {id}").into_bytes().into(),
-                    )))
-                }
-                Request::File(FileRequest::Close { .. }) => Ok(Response::File(FileResponse::Done)),
-                Request::Incoming(IncomingRequest::Subscribe { port, .. }) => {
-                    Ok(Response::Incoming(IncomingResponse::Subscribed {
-                        port: *port,
-                    }))
-                }
-                Request::Incoming(IncomingRequest::Unsubscribe { port }) => {
-                    Ok(Response::Incoming(IncomingResponse::Unsubscribed {
-                        port: *port,
-                    }))
-                }
-                Request::Outgoing(OutgoingRequest::OpenUdp { conn_id, .. }) => {
-                    Ok(Response::Outgoing(OutgoingResponse::Opened {
-                        conn_id: *conn_id,
-                        local: "10.1.2.3:40001".parse().unwrap(),
-                        remote: None,
-                    }))
-                }
-                Request::Outgoing(OutgoingRequest::ConnectTcp { conn_id, .. }) => {
-                    Ok(Response::Outgoing(OutgoingResponse::Opened {
-                        conn_id: *conn_id,
-                        local: "10.1.2.3:40000".parse().unwrap(),
-                        remote: None,
-                    }))
-                }
-                _ => Err(tether_protocol::RemoteError::new(
-                    libc::ENOSYS,
-                    "not scripted",
-                )),
-            };
-            vec![AgentMessage::Response { id: *id, result }]
-        }
-        ClientMessage::Stream(StreamMessage::Data { conn_id, data })
-            if *conn_id & AGENT_CONN_ID_BIT == 0 =>
-        {
-            vec![AgentMessage::Stream(StreamMessage::Data {
-                conn_id: *conn_id,
-                data: data.as_slice().to_ascii_uppercase().into(),
-            })]
-        }
-        ClientMessage::Stream(StreamMessage::Datagram {
-            conn_id,
-            peer,
-            data,
-        }) => vec![AgentMessage::Stream(StreamMessage::Datagram {
-            conn_id: *conn_id,
-            peer: *peer,
-            data: data.as_slice().to_ascii_uppercase().into(),
-        })],
-        ClientMessage::Stream(StreamMessage::Eof { conn_id })
-            if *conn_id & AGENT_CONN_ID_BIT == 0 =>
-        {
-            vec![AgentMessage::Stream(StreamMessage::Eof {
-                conn_id: *conn_id,
-            })]
-        }
-        _ => vec![],
-    })
-}
+use tether_protocol::outgoing::StreamMessage;
 
 async fn session_with(agent: &FakeAgent, options: SessionOptions, listen: ListenKind) -> Session {
     let (client, events) =
@@ -263,20 +185,9 @@ async fn incoming_steal_delivers_into_the_local_listener() {
     let local = app.local_addr().unwrap();
     // The app listens on a wildcard address, as servers usually do.
     let announced: SocketAddr = format!("0.0.0.0:{}", local.port()).parse().unwrap();
-    let layer = blocking(move || {
-        let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 400, 1)).unwrap();
-        l.request(
-            1,
-            LayerRequest::Listen {
-                local: announced,
-                remote_port: 8080,
-            },
-        )
+    let layer = blocking(move || FakeLayer::listening(&addr, &token, 400, announced, 8080))
+        .await
         .unwrap();
-        l
-    })
-    .await
-    .unwrap();
     let sub = agent
         .wait_for(|m| {
             matches!(
@@ -432,20 +343,9 @@ async fn stolen_requests_reuse_or_replace_local_connections() {
         let session = session_with(&agent, options, ListenKind::Unix).await;
         let (addr, token) = (session.address().to_owned(), session.token().to_owned());
         let (app, conns) = spawn_http_app(keep_alive);
-        let _layer = blocking(move || {
-            let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 1200, 1)).unwrap();
-            l.request(
-                1,
-                LayerRequest::Listen {
-                    local: app,
-                    remote_port: 80,
-                },
-            )
+        let _layer = blocking(move || FakeLayer::listening(&addr, &token, 1200, app, 80))
+            .await
             .unwrap();
-            l
-        })
-        .await
-        .unwrap();
         for (id, path) in [(1, "/a"), (2, "/b"), (3, "/c")] {
             agent.push(stolen(id, path));
             let m = agent
@@ -482,20 +382,9 @@ async fn filtered_http_request_is_answered_by_the_local_server() {
     let session = session_with(&agent, options, ListenKind::Unix).await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let (app, _) = spawn_http_app(false);
-    let _layer = blocking(move || {
-        let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 500, 1)).unwrap();
-        l.request(
-            1,
-            LayerRequest::Listen {
-                local: app,
-                remote_port: 80,
-            },
-        )
+    let _layer = blocking(move || FakeLayer::listening(&addr, &token, 500, app, 80))
+        .await
         .unwrap();
-        l
-    })
-    .await
-    .unwrap();
     let sub = agent
         .wait_for(|m| {
             matches!(
@@ -727,20 +616,9 @@ async fn mirrored_connection_copies_to_the_app_and_drops_its_replies() {
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let app = StdListener::bind("127.0.0.1:0").unwrap();
     let local = app.local_addr().unwrap();
-    let _layer = blocking(move || {
-        let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 900, 1)).unwrap();
-        l.request(
-            1,
-            LayerRequest::Listen {
-                local,
-                remote_port: 9000,
-            },
-        )
+    let _layer = blocking(move || FakeLayer::listening(&addr, &token, 900, local, 9000))
+        .await
         .unwrap();
-        l
-    })
-    .await
-    .unwrap();
     let conn_id = AGENT_CONN_ID_BIT | 7;
     agent.push(AgentMessage::Incoming(IncomingEvent::NewConnection {
         conn_id,

@@ -1,5 +1,6 @@
 //! Test doubles for the session router: a fake agent (tokio, speaks the agent protocol from a
-//! scripted handler) and a fake layer (blocking, speaks LayerMessages like the real layer).
+//! scripted handler), the scripted pods most tests want, and a fake layer (blocking, speaks
+//! LayerMessages like the real layer).
 
 #![allow(dead_code)] // each test file uses a different part
 
@@ -10,14 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tether_protocol::agent::{AgentHello, AgentMessage, ClientMessage, TargetInfo};
+use tether_protocol::agent::{
+    AgentHello, AgentMessage, ClientMessage, Request, Response, TargetInfo,
+};
 use tether_protocol::codec::{FrameCodec, read_frame, write_frame};
 use tether_protocol::error::{AgentError, RemoteError};
+use tether_protocol::file::{FileRequest, FileResponse, Metadata};
+use tether_protocol::incoming::{IncomingRequest, IncomingResponse};
 use tether_protocol::layer::{
     DaemonHello, DaemonMessage, LayerHello, LayerMessage, LayerRequest, LayerResponse,
 };
-use tether_protocol::{PROTOCOL_VERSION, RequestId};
-use tokio::net::TcpListener;
+use tether_protocol::outgoing::{OutgoingRequest, OutgoingResponse, StreamMessage};
+use tether_protocol::{AGENT_CONN_ID_BIT, PROTOCOL_VERSION, RequestId};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream as TokioStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -26,6 +33,128 @@ pub const POD_HOSTNAME: &str = "api-7d9f-xk2";
 
 /// Decides the agent's answers to each client message (after the hello).
 pub type Handler = Arc<dyn Fn(&ClientMessage) -> Vec<AgentMessage> + Send + Sync>;
+
+/// The pod env that [`standard_handler`] reports.
+pub const POD_ENV: &[(&str, &str)] = &[("DB_URL", "pg://db")];
+
+/// The agent's answer to `Request::Env`: `vars` in order.
+pub fn env_response(vars: &[(&str, &str)]) -> Response {
+    Response::Env(
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+/// Answers what most tests need: the env ([`POD_ENV`]), opens (fd 42), reads (echoing the fd and
+/// the agent-side request id), closes, port subscriptions, outgoing connects (local address
+/// 10.1.2.3:40000 for TCP, :40001 for UDP), and echoes the data of streams the daemon opened
+/// upper-cased. Any other request fails with ENOSYS.
+pub fn standard_handler() -> Handler {
+    Arc::new(|m| match m {
+        ClientMessage::Request { id, body } => {
+            let result = match body {
+                Request::Env => Ok(env_response(POD_ENV)),
+                Request::File(FileRequest::Open { .. }) => {
+                    Ok(Response::File(FileResponse::Opened {
+                        fd: 42,
+                        metadata: Metadata::default(),
+                    }))
+                }
+                Request::File(FileRequest::Read { fd, .. }) => {
+                    Ok(Response::File(FileResponse::Data(
+                        format!("read fd {fd} as agent id {id}").into_bytes().into(),
+                    )))
+                }
+                Request::File(FileRequest::Close { .. }) => Ok(Response::File(FileResponse::Done)),
+                Request::Incoming(IncomingRequest::Subscribe { port, .. }) => {
+                    Ok(Response::Incoming(IncomingResponse::Subscribed {
+                        port: *port,
+                    }))
+                }
+                Request::Incoming(IncomingRequest::Unsubscribe { port }) => {
+                    Ok(Response::Incoming(IncomingResponse::Unsubscribed {
+                        port: *port,
+                    }))
+                }
+                Request::Outgoing(OutgoingRequest::OpenUdp { conn_id, .. }) => {
+                    Ok(Response::Outgoing(OutgoingResponse::Opened {
+                        conn_id: *conn_id,
+                        local: "10.1.2.3:40001".parse().unwrap(),
+                        remote: None,
+                    }))
+                }
+                Request::Outgoing(OutgoingRequest::ConnectTcp { conn_id, .. }) => {
+                    Ok(Response::Outgoing(OutgoingResponse::Opened {
+                        conn_id: *conn_id,
+                        local: "10.1.2.3:40000".parse().unwrap(),
+                        remote: None,
+                    }))
+                }
+                _ => Err(RemoteError::new(libc::ENOSYS, "not scripted")),
+            };
+            vec![AgentMessage::Response { id: *id, result }]
+        }
+        ClientMessage::Stream(StreamMessage::Data { conn_id, data })
+            if *conn_id & AGENT_CONN_ID_BIT == 0 =>
+        {
+            vec![AgentMessage::Stream(StreamMessage::Data {
+                conn_id: *conn_id,
+                data: data.as_slice().to_ascii_uppercase().into(),
+            })]
+        }
+        ClientMessage::Stream(StreamMessage::Datagram {
+            conn_id,
+            peer,
+            data,
+        }) => vec![AgentMessage::Stream(StreamMessage::Datagram {
+            conn_id: *conn_id,
+            peer: *peer,
+            data: data.as_slice().to_ascii_uppercase().into(),
+        })],
+        ClientMessage::Stream(StreamMessage::Eof { conn_id })
+            if *conn_id & AGENT_CONN_ID_BIT == 0 =>
+        {
+            vec![AgentMessage::Stream(StreamMessage::Eof {
+                conn_id: *conn_id,
+            })]
+        }
+        _ => vec![],
+    })
+}
+
+/// The agent's end of one connection, as read and write halves.
+pub type AgentRead = FramedRead<OwnedReadHalf, FrameCodec<AgentMessage, ClientMessage>>;
+/// See [`AgentRead`].
+pub type AgentWrite = FramedWrite<OwnedWriteHalf, FrameCodec<AgentMessage, ClientMessage>>;
+
+/// Answers a client's hello as the agent does: a token other than [`AGENT_TOKEN`] is refused,
+/// else the agent says hello with protocol `version` for a pod named [`POD_HOSTNAME`]. None when
+/// the connection was refused or ended before its hello.
+pub async fn handshake(sock: TokioStream, version: u32) -> Option<(AgentRead, AgentWrite)> {
+    let (r, w) = sock.into_split();
+    let mut rd = FramedRead::new(r, FrameCodec::new());
+    let mut wr = FramedWrite::new(w, FrameCodec::new());
+    let Some(Ok(ClientMessage::Hello(h))) = rd.next().await else {
+        return None;
+    };
+    if h.token != AGENT_TOKEN {
+        let _ = wr
+            .send(AgentMessage::Refused(AgentError::Unauthorized))
+            .await;
+        return None;
+    }
+    let hello = AgentHello {
+        protocol_version: version,
+        agent: "fake-agent".into(),
+        target: TargetInfo {
+            pid: 4242,
+            hostname: POD_HOSTNAME.into(),
+        },
+    };
+    wr.send(AgentMessage::Hello(hello)).await.unwrap();
+    Some((rd, wr))
+}
 
 /// A fake agent on 127.0.0.1. Every client message (the hello excluded) is logged and passed to
 /// the handler; `push` sends unsolicited messages (events, stream data).
@@ -66,27 +195,9 @@ impl FakeAgent {
         let rec = received.clone();
         let task = tokio::spawn(async move {
             let (sock, _) = listener.accept().await.unwrap();
-            let (r, w) = sock.into_split();
-            let mut rd = FramedRead::new(r, FrameCodec::<AgentMessage, ClientMessage>::new());
-            let mut wr = FramedWrite::new(w, FrameCodec::<AgentMessage, ClientMessage>::new());
-            let Some(Ok(ClientMessage::Hello(h))) = rd.next().await else {
+            let Some((mut rd, mut wr)) = handshake(sock, behavior.version).await else {
                 return;
             };
-            if h.token != AGENT_TOKEN {
-                let _ = wr
-                    .send(AgentMessage::Refused(AgentError::Unauthorized))
-                    .await;
-                return;
-            }
-            let hello = AgentHello {
-                protocol_version: behavior.version,
-                agent: "fake-agent".into(),
-                target: TargetInfo {
-                    pid: 4242,
-                    hostname: POD_HOSTNAME.into(),
-                },
-            };
-            wr.send(AgentMessage::Hello(hello)).await.unwrap();
             loop {
                 tokio::select! {
                     m = rd.next() => {
@@ -183,6 +294,21 @@ impl FakeLayer {
             DaemonMessage::Refused(why) => Err(why),
             other => panic!("unexpected answer to hello: {other:?}"),
         }
+    }
+
+    /// A process (`pid`, parent 1) whose app listens on `local`: connects with `token` and
+    /// announces the listener for the pod's `remote_port` (request id 1).
+    pub fn listening(
+        address: &str,
+        token: &str,
+        pid: u32,
+        local: SocketAddr,
+        remote_port: u16,
+    ) -> Self {
+        let (mut l, _) = Self::connect(address, hello(token, pid, 1)).unwrap();
+        l.request(1, LayerRequest::Listen { local, remote_port })
+            .unwrap();
+        l
     }
 
     pub fn send(&mut self, id: RequestId, body: LayerRequest) {

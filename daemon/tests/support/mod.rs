@@ -1,4 +1,5 @@
-//! Shared test helpers: in-process calls, a raw HTTP client, and a fake Kubernetes API server.
+//! Shared test helpers: in-process calls (sessions and their events included), a raw HTTP
+//! client, and a fake Kubernetes API server.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fake_kube;
@@ -30,6 +31,74 @@ pub async fn rpc(
         (None, Some(e)) => Err(e.clone()),
         _ => panic!("neither result nor error: {resp}"),
     }
+}
+
+/// Writes a file standing in for `libtether_layer.so` into `dir`: `session.start` wants the
+/// library to exist, and these tests never load it.
+pub fn layer_stub(dir: &std::path::Path) -> std::path::PathBuf {
+    let layer = dir.join("libtether_layer.so");
+    std::fs::write(&layer, b"not loaded by these tests").unwrap();
+    layer
+}
+
+/// What a process of a session needs from `session.start`'s result: the session id and the
+/// layer's address and token (from the debuggee env).
+pub struct Started {
+    pub id: String,
+    pub address: String,
+    pub token: String,
+}
+
+impl Started {
+    /// Reads them from a `session.start` result; panics when one is missing.
+    pub fn from_result(r: &Value) -> Self {
+        let text = |v: &Value| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("session.start result lacks a field: {r}"))
+                .to_owned()
+        };
+        let env = &r["env"];
+        Self {
+            id: text(&r["id"]),
+            address: text(&env[tether_protocol::session_env::SESSION_ADDR]),
+            token: text(&env[tether_protocol::session_env::SESSION_TOKEN]),
+        }
+    }
+}
+
+/// An in-process `session.events` subscription.
+pub type Events = jsonrpsee::core::server::Subscription;
+
+/// Subscribes to `session.events` of session `id`.
+pub async fn session_events(module: &RpcModule<DaemonState>, id: &str) -> Events {
+    module
+        .subscribe_unbounded("session.events", jsonrpsee::rpc_params![json!({"id": id})])
+        .await
+        .unwrap()
+}
+
+/// The next event matching `pred`, skipping others (progress, traffic samples); panics, naming
+/// `what`, when none comes within `timeout`.
+pub async fn next_event(
+    events: &mut Events,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    tokio::time::timeout(timeout, async {
+        loop {
+            let (ev, _) = events
+                .next::<Value>()
+                .await
+                .expect("subscription open")
+                .unwrap();
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} event in {timeout:?}"))
 }
 
 /// Asserts the daemon's error shape and returns `data.kind`.
