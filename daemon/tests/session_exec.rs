@@ -8,32 +8,20 @@ mod common;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{AGENT_TOKEN, FakeAgent};
+use common::{AGENT_TOKEN, FakeAgent, env_handler};
 use tether::agent_link::{ConnectError, LinkOptions};
 use tether::session::ListenKind;
 use tether::session::launch::{self, ExecOptions, LaunchError};
 use tether_config::EnvConfig;
-use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
 
-fn pod_env_handler() -> common::Handler {
-    Arc::new(|m| match m {
-        ClientMessage::Request {
-            id,
-            body: Request::Env,
-        } => vec![AgentMessage::Response {
-            id: *id,
-            result: Ok(Response::Env(vec![
-                ("PATH".into(), "/pod/bin".into()),
-                ("DB_URL".into(), "postgres://db".into()),
-                ("SECRET".into(), "s".into()),
-            ])),
-        }],
-        _ => vec![],
-    })
-}
+/// The pod's env: a PATH that must stay local and a variable the options exclude.
+const POD_ENV: &[(&str, &str)] = &[
+    ("PATH", "/pod/bin"),
+    ("DB_URL", "postgres://db"),
+    ("SECRET", "s"),
+];
 
 fn cc(dir: &Path, args: &[&str], src: &str, out: &str) -> Option<PathBuf> {
     let c = dir.join(format!("{out}.c"));
@@ -59,10 +47,16 @@ fn empty_layer(dir: &Path) -> PathBuf {
     .expect("cc -shared must work in the test environment")
 }
 
+/// Runs `command` with `layer` through the fake agent, excluding the pod's SECRET.
 fn options(agent: &FakeAgent, layer: &Path, command: &[&str]) -> ExecOptions {
+    options_at(&agent.addr.to_string(), AGENT_TOKEN, layer, command)
+}
+
+/// As [`options`], for an agent at `agent_addr` expecting `agent_token`.
+fn options_at(agent_addr: &str, agent_token: &str, layer: &Path, command: &[&str]) -> ExecOptions {
     ExecOptions {
-        agent_addr: agent.addr.to_string(),
-        agent_token: AGENT_TOKEN.into(),
+        agent_addr: agent_addr.into(),
+        agent_token: agent_token.into(),
         command: command.iter().map(OsString::from).collect(),
         options: Default::default(),
         env: EnvConfig {
@@ -81,12 +75,12 @@ async fn exit_status_and_signal_death_propagate() {
     common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let layer = empty_layer(dir.path());
-    let agent = FakeAgent::start(pod_env_handler()).await;
+    let agent = FakeAgent::start(env_handler(POD_ENV)).await;
     let code = launch::exec(options(&agent, &layer, &["sh", "-c", "exit 7"]))
         .await
         .unwrap();
     assert_eq!(code, 7);
-    let agent = FakeAgent::start(pod_env_handler()).await;
+    let agent = FakeAgent::start(env_handler(POD_ENV)).await;
     let code = launch::exec(options(&agent, &layer, &["sh", "-c", "kill -TERM $$"]))
         .await
         .unwrap();
@@ -98,7 +92,7 @@ async fn child_gets_filtered_pod_env_and_session_vars() {
     common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let layer = empty_layer(dir.path());
-    let agent = FakeAgent::start(pod_env_handler()).await;
+    let agent = FakeAgent::start(env_handler(POD_ENV)).await;
     let out = dir.path().join("env.txt");
     let script = format!(
         "printf '%s|%s|%s|%s|%s|%s' \"$DB_URL\" \"${{SECRET-unset}}\" \"$LD_PRELOAD\" \
@@ -143,17 +137,8 @@ async fn static_binary_is_refused_before_launch() {
     })
     .expect("cannot build a static executable");
     // The agent is never contacted: nothing listens there.
-    let opts = ExecOptions {
-        agent_addr: "127.0.0.1:1".into(),
-        agent_token: "t".into(),
-        command: vec![bin.clone().into()],
-        options: Default::default(),
-        env: EnvConfig::default(),
-        layer: Some(empty_layer(dir.path())),
-        listen: ListenKind::Unix,
-        linger: Duration::ZERO,
-        link: LinkOptions::default(),
-    };
+    let bin_arg = bin.to_str().unwrap();
+    let opts = options_at("127.0.0.1:1", "t", &empty_layer(dir.path()), &[bin_arg]);
     let err = launch::exec(opts).await.unwrap_err();
     assert!(
         matches!(&err, LaunchError::StaticBinary { path } if *path == bin),
@@ -175,17 +160,7 @@ async fn unreachable_agent_is_reported() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let mut opts = ExecOptions {
-        agent_addr: addr.to_string(),
-        agent_token: "t".into(),
-        command: vec!["true".into()],
-        options: Default::default(),
-        env: EnvConfig::default(),
-        layer: Some(layer),
-        listen: ListenKind::Unix,
-        linger: Duration::ZERO,
-        link: LinkOptions::default(),
-    };
+    let mut opts = options_at(&addr.to_string(), "t", &layer, &["true"]);
     let err = launch::exec(opts.clone()).await.unwrap_err();
     assert!(
         matches!(err, LaunchError::Agent(ConnectError::Unreachable { .. })),
@@ -194,7 +169,7 @@ async fn unreachable_agent_is_reported() {
     assert!(err.to_string().contains(&addr.to_string()));
 
     // A wrong token is refused with the agent's reason.
-    let agent = FakeAgent::start(pod_env_handler()).await;
+    let agent = FakeAgent::start(env_handler(POD_ENV)).await;
     opts.agent_addr = agent.addr.to_string();
     let err = launch::exec(opts).await.unwrap_err();
     assert!(
@@ -206,7 +181,7 @@ async fn unreachable_agent_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_version_mismatch_is_reported() {
     let agent = FakeAgent::start_with(
-        pod_env_handler(),
+        env_handler(POD_ENV),
         common::AgentBehavior {
             version: 99,
             ..Default::default()

@@ -4,44 +4,29 @@
 mod common;
 mod support;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use common::{AGENT_TOKEN, FakeAgent, FakeLayer};
+use common::{AGENT_TOKEN, FakeAgent, FakeLayer, env_handler};
 use serde_json::{Value, json};
-use support::{error_kind, rpc};
+use support::{Started, error_kind, layer_stub, rpc, session_events};
 use tether::server::rpc_module;
-use tether_protocol::{
-    agent::{AgentMessage, ClientMessage, Request, Response},
-    session_env,
-};
+use tether_protocol::{agent::ClientMessage, session_env};
 
-fn pod_env_handler() -> common::Handler {
-    Arc::new(|m| match m {
-        ClientMessage::Request {
-            id,
-            body: Request::Env,
-        } => vec![AgentMessage::Response {
-            id: *id,
-            result: Ok(Response::Env(vec![
-                ("DB_URL".into(), "postgres://db".into()),
-                ("SECRET".into(), "s".into()),
-                ("LD_LIBRARY_PATH".into(), "/pod/lib".into()),
-            ])),
-        }],
-        _ => vec![],
-    })
-}
+/// The pod's env: one variable the config excludes, one never taken from a pod.
+const POD_ENV: &[(&str, &str)] = &[
+    ("DB_URL", "postgres://db"),
+    ("SECRET", "s"),
+    ("LD_LIBRARY_PATH", "/pod/lib"),
+];
 
 fn params(agent: &FakeAgent, token: &str, dir: &std::path::Path, linger_ms: u64) -> Value {
-    let layer = dir.join("libtether_layer.so");
-    std::fs::write(&layer, b"not loaded by these tests").unwrap();
     json!({
         "config": {"text": "{\"feature\": {\"env\": {\"exclude\": [\"SECRET\"], \"unset\": [\"LOCAL_ONLY\"]}}}", "cwd": dir},
         "target": "pod/api",
         "namespace": "shop",
         "program": "/usr/bin/app",
         "agent": {"address": agent.addr.to_string(), "token": token},
-        "layer": layer,
+        "layer": layer_stub(dir),
         "linger_ms": linger_ms,
     })
 }
@@ -66,7 +51,7 @@ async fn wait_list(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_returns_the_debuggee_env_and_ends_after_the_last_process() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = FakeAgent::start(pod_env_handler()).await;
+    let agent = FakeAgent::start(env_handler(POD_ENV)).await;
     let m = rpc_module(support::state(vec![]));
     let r = rpc(
         &m,
@@ -75,7 +60,7 @@ async fn start_returns_the_debuggee_env_and_ends_after_the_last_process() {
     )
     .await
     .unwrap();
-    let id = r["id"].as_str().unwrap().to_owned();
+    let Started { id, address, token } = Started::from_result(&r);
     let env = &r["env"];
     assert_eq!(env["DB_URL"], json!("postgres://db"));
     assert!(env.get("SECRET").is_none(), "excluded by the config: {env}");
@@ -88,8 +73,6 @@ async fn start_returns_the_debuggee_env_and_ends_after_the_last_process() {
         json!(dir.path().join("libtether_layer.so"))
     );
     assert_eq!(env[session_env::SESSION_ID], json!(id));
-    let address = env[session_env::SESSION_ADDR].as_str().unwrap().to_owned();
-    let token = env[session_env::SESSION_TOKEN].as_str().unwrap().to_owned();
     assert_eq!(r["unset"], json!(["LOCAL_ONLY"]));
 
     let l = rpc(&m, "session.list", json!({})).await.unwrap();
@@ -101,10 +84,7 @@ async fn start_returns_the_debuggee_env_and_ends_after_the_last_process() {
     assert_eq!(s["namespace"], json!("shop"));
     assert_eq!(s["program"], json!("/usr/bin/app"));
 
-    let mut sub = m
-        .subscribe_unbounded("session.events", jsonrpsee::rpc_params![json!({"id": id})])
-        .await
-        .unwrap();
+    let mut sub = session_events(&m, &id).await;
     let mut replay = Vec::new();
     loop {
         let (ev, _) = sub.next::<Value>().await.unwrap().unwrap();
@@ -174,7 +154,7 @@ async fn start_returns_the_debuggee_env_and_ends_after_the_last_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_ends_a_live_session_and_says_goodbye_to_the_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = FakeAgent::start(pod_env_handler()).await;
+    let mut agent = FakeAgent::start(env_handler(POD_ENV)).await;
     let m = rpc_module(support::state(vec![]));
     let r = rpc(
         &m,
@@ -200,7 +180,7 @@ async fn stop_ends_a_live_session_and_says_goodbye_to_the_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_refusal_is_reported_and_leaves_no_session() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = FakeAgent::start(pod_env_handler()).await;
+    let agent = FakeAgent::start(env_handler(POD_ENV)).await;
     let m = rpc_module(support::state(vec![]));
     let e = rpc(
         &m,
@@ -246,7 +226,7 @@ async fn agent_refusal_is_reported_and_leaves_no_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_shutdown_ends_sessions_and_their_agents_hear_goodbye() {
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = FakeAgent::start(pod_env_handler()).await;
+    let mut agent = FakeAgent::start(env_handler(POD_ENV)).await;
     let paths = tether::discovery::Paths::in_dir(dir.path());
     let p2 = paths.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -46,6 +46,20 @@ pub fn env_response(vars: &[(&str, &str)]) -> Response {
     )
 }
 
+/// A pod that only answers `Request::Env`, with `vars`; other messages go unanswered.
+pub fn env_handler(vars: &'static [(&'static str, &'static str)]) -> Handler {
+    Arc::new(move |m| match m {
+        ClientMessage::Request {
+            id,
+            body: Request::Env,
+        } => vec![AgentMessage::Response {
+            id: *id,
+            result: Ok(env_response(vars)),
+        }],
+        _ => vec![],
+    })
+}
+
 /// Answers what most tests need: the env ([`POD_ENV`]), opens (fd 42), reads (echoing the fd and
 /// the agent-side request id), closes, port subscriptions, outgoing connects (local address
 /// 10.1.2.3:40000 for TCP, :40001 for UDP), and echoes the data of streams the daemon opened
