@@ -13,112 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::{
-    batch::v1::Job,
-    core::v1::{Pod, Secret},
-};
+use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{Api, api::ListParams};
 use serde_json::{Value, json};
-use support::rpc;
+use support::cluster::{
+    Cluster, SAMPLES, cluster, jobs_labelled, repo_root, secrets_labelled, unique, wait_jobs_gone,
+};
+use support::{layer_stub, rpc};
 use tether::server::{DaemonState, rpc_module};
-
-const SAMPLES: &str = "tether-samples";
-
-struct Cluster {
-    env: std::collections::HashMap<String, String>,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Brings the cluster up (or reuses it) and reads its env file.
-fn cluster() -> Cluster {
-    let out = std::process::Command::new(repo_root().join("tests/cluster/up"))
-        .output()
-        .expect("running tests/cluster/up");
-    assert!(
-        out.status.success(),
-        "tests/cluster/up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = std::env::var("TETHER_CLUSTER_DIR").unwrap_or_else(|_| "/run/tether-cluster".into());
-    let text = std::fs::read_to_string(Path::new(&dir).join("env")).unwrap();
-    Cluster {
-        env: text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    }
-}
-
-impl Cluster {
-    fn var(&self, k: &str) -> PathBuf {
-        PathBuf::from(&self.env[k])
-    }
-
-    /// An admin client, once the sample targets run (a fresh cluster is still starting them).
-    async fn admin(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(self.var("TETHER_ADMIN_KUBECONFIG")).unwrap();
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(cfg).unwrap();
-        let pods: Api<Pod> = Api::namespaced(client.clone(), SAMPLES);
-        let t = Instant::now();
-        loop {
-            let list = pods.list(&ListParams::default()).await.unwrap().items;
-            let ready = |p: &Pod| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            };
-            let echo = list
-                .iter()
-                .filter(|p| {
-                    p.metadata
-                        .name
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("http-echo-"))
-                })
-                .any(ready);
-            let multi = list
-                .iter()
-                .any(|p| p.metadata.name.as_deref() == Some("multi") && ready(p));
-            let sts = list
-                .iter()
-                .any(|p| p.metadata.name.as_deref() == Some("echo-0") && ready(p));
-            if echo && multi && sts {
-                return client;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(90),
-                "sample targets not ready after 90 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn layer_file(dir: &Path) -> PathBuf {
-    let layer = dir.join("libtether_layer.so");
-    std::fs::write(&layer, b"not loaded by these tests").unwrap();
-    layer
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
-}
-
-fn rand_suffix() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{n:x}")
-}
 
 /// session.start params for `target` in the samples namespace with `agent` config on top.
 fn params(dir: &Path, target: &str, mut agent: Value) -> Value {
@@ -132,43 +34,9 @@ fn params(dir: &Path, target: &str, mut agent: Value) -> Value {
         "config": {"text": config, "cwd": dir},
         "target": target,
         "namespace": SAMPLES,
-        "layer": layer_file(dir),
+        "layer": layer_stub(dir),
         "linger_ms": 200,
     })
-}
-
-async fn jobs_labelled(client: &kube::Client, ns: &str, case: &str) -> Vec<String> {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    jobs.list(&ListParams::default().labels(&format!("tether.test/case={case}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|j| j.metadata.deletion_timestamp.is_none())
-        .filter_map(|j| j.metadata.name)
-        .collect()
-}
-
-async fn secrets_labelled(client: &kube::Client, ns: &str, case: &str) -> usize {
-    let s: Api<Secret> = Api::namespaced(client.clone(), ns);
-    s.list(&ListParams::default().labels(&format!("tether.test/case={case}")))
-        .await
-        .unwrap()
-        .items
-        .len()
-}
-
-async fn wait_jobs_gone(client: &kube::Client, ns: &str, case: &str) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(30) {
-        if jobs_labelled(client, ns, case).await.is_empty()
-            && secrets_labelled(client, ns, case).await == 0
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("agent Job/Secret of case {case} still there after 30 s");
 }
 
 fn state(kubeconfig: PathBuf) -> Arc<DaemonState> {

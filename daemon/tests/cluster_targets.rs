@@ -4,35 +4,15 @@
 
 mod support;
 
-use std::{collections::HashMap, path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use jsonrpsee::core::client::{Subscription, SubscriptionClientT};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace, core::v1::Pod};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
+use support::cluster::{cluster, unique};
 use support::rpc;
 use tether::server::rpc_module;
-
-/// Brings the cluster up (reusing a running one) and reads its env file.
-fn cluster() -> HashMap<String, String> {
-    let up = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cluster/up");
-    let out = Command::new(&up)
-        .output()
-        .expect("running tests/cluster/up");
-    assert!(
-        out.status.success(),
-        "tests/cluster/up failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = std::env::var("TETHER_CLUSTER_DIR").unwrap_or_else(|_| "/run/tether-cluster".into());
-    std::fs::read_to_string(format!("{dir}/env"))
-        .expect("cluster env file")
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 /// A namespace of this test, deleted on drop (also when the test fails).
 struct TestNamespace {
@@ -56,14 +36,6 @@ impl Drop for TestNamespace {
     }
 }
 
-async fn admin_client(kubeconfig: &str) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(cfg).unwrap()
-}
-
 async fn next_matching(sub: &mut Subscription<Value>, pred: impl Fn(&Value) -> bool) -> Value {
     tokio::time::timeout(Duration::from_secs(90), async {
         loop {
@@ -79,15 +51,16 @@ async fn next_matching(sub: &mut Subscription<Value>, pred: impl Fn(&Value) -> b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_of_a_real_cluster() {
-    let env = tokio::task::spawn_blocking(cluster).await.unwrap();
+    let test_cluster = tokio::task::spawn_blocking(cluster).await.unwrap();
+    let env = &test_cluster.env;
     let admin = env["TETHER_ADMIN_KUBECONFIG"].clone();
     let restricted = env["TETHER_RESTRICTED_KUBECONFIG"].clone();
     let ns = TestNamespace {
-        name: format!("tether-daemon-{}-{:x}", std::process::id(), rand_suffix()),
+        name: unique("tether-daemon"),
         kubectl: env["TETHER_KUBECTL"].clone(),
         kubeconfig: admin.clone(),
     };
-    let client = admin_client(&admin).await;
+    let client = test_cluster.client("TETHER_ADMIN_KUBECONFIG").await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -207,11 +180,4 @@ async fn targets_of_a_real_cluster() {
         }
         Err(e) => assert_eq!(support::error_kind(&e), "kube_forbidden", "{e}"),
     }
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
 }

@@ -2,6 +2,7 @@
 //! client, and a fake Kubernetes API server.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
 pub mod fake_kube;
 
 use std::{sync::Arc, time::Duration};
