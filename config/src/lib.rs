@@ -71,8 +71,8 @@ pub use crate::{
         fs::{FsConfig, FsMode, FsPolicy, FsRule},
         network::{
             AddressRule, DEFAULT_HTTP_FILTER_PORTS, DnsConfig, HostPattern, HttpFilter,
-            HttpFilterConfig, HttpMatcher, IncomingConfig, IncomingMode, NetworkConfig,
-            OutgoingConfig, OutgoingFilter, Protocol,
+            HttpFilterConfig, IncomingConfig, IncomingMode, NetworkConfig, OutgoingConfig,
+            OutgoingFilter, Protocol,
         },
         target::{Target, TargetConfig, TargetError, TargetType},
     },

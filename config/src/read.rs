@@ -388,7 +388,23 @@ fn as_regex(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<String> {
                     .to_owned(),
                 other => other.to_string(),
             };
-            value_error(cx, n, path, format!("invalid regex `{s}`: {detail}"), None);
+            let help = detail.contains("look-around").then(|| {
+                "look-around works in HTTP filters only (as in mirrord); write this pattern without it".to_owned()
+            });
+            value_error(cx, n, path, format!("invalid regex `{s}`: {detail}"), help);
+            None
+        }
+    }
+}
+
+/// An HTTP filter regex: the `regex` syntax plus look-around and backreferences, as mirrord's
+/// filters accept.
+fn as_http_regex(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<String> {
+    let s = as_string(cx, n, path)?;
+    match fancy_regex::Regex::new(&s) {
+        Ok(_) => Some(s),
+        Err(e) => {
+            value_error(cx, n, path, format!("invalid regex `{s}`: {e}"), None);
             None
         }
     }
@@ -851,8 +867,8 @@ fn read_http_filter(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<HttpFilterC
         set.push(kind);
         let p = join(path, kind);
         let filter = match kind {
-            "header_filter" => as_regex(cx, node, &p).map(HttpFilter::Header),
-            "path_filter" => as_regex(cx, node, &p).map(HttpFilter::Path),
+            "header_filter" => as_http_regex(cx, node, &p).map(HttpFilter::Header),
+            "path_filter" => as_http_regex(cx, node, &p).map(HttpFilter::Path),
             "method_filter" => as_method(cx, node, &p).map(HttpFilter::Method),
             "all_of" => read_composite(cx, node, &p).map(HttpFilter::AllOf),
             _ => read_composite(cx, node, &p).map(HttpFilter::AnyOf),
@@ -925,10 +941,10 @@ fn read_composite(cx: &mut Cx<'_>, n: &Node, path: &str) -> Option<Vec<HttpFilte
             continue;
         };
         let mut kinds = Vec::new();
-        if let Some(v) = o.read(cx, "header", as_regex) {
+        if let Some(v) = o.read(cx, "header", as_http_regex) {
             kinds.push(HttpFilter::Header(v));
         }
-        if let Some(v) = o.read(cx, "path", as_regex) {
+        if let Some(v) = o.read(cx, "path", as_http_regex) {
             kinds.push(HttpFilter::Path(v));
         }
         if let Some(v) = o.read(cx, "method", as_method) {

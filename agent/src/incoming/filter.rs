@@ -3,10 +3,12 @@
 //! Matching follows mirrord: a header filter is a regex over each `Name: value` line
 //! (case-insensitive), a path filter a regex over the path or the path with its query, a method
 //! filter an exact, case-insensitive method name. `AllOf([])` matches everything, `AnyOf([])`
-//! nothing.
+//! nothing. Regexes are `fancy_regex` ones, so look-around and backreferences work as in
+//! mirrord's filters; a match that exceeds the backtracking limit counts as no match (the request
+//! goes to the pod), with a warning.
 
+use fancy_regex::{Regex, RegexBuilder};
 use http::{HeaderMap, Method, Uri};
-use regex::{Regex, RegexBuilder};
 use tether_protocol::incoming::HttpFilter;
 
 /// A compiled [`HttpFilter`].
@@ -31,20 +33,29 @@ pub struct FilterError {
     what: &'static str,
     pattern: String,
     #[source]
-    source: regex::Error,
+    source: Box<fancy_regex::Error>,
 }
 
 fn compile_regex(what: &'static str, pattern: &str) -> Result<Regex, FilterError> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
-        // Bounded so a hostile pattern cannot make the agent allocate without limit.
-        .size_limit(1 << 20)
+        // Bounded so a hostile pattern cannot make the agent allocate or backtrack without limit.
+        .delegate_size_limit(1 << 20)
+        .backtrack_limit(100_000)
         .build()
         .map_err(|source| FilterError {
             what,
             pattern: pattern.to_owned(),
-            source,
+            source: Box::new(source),
         })
+}
+
+/// `re` matches `text`; a match given up at the backtracking limit is no match.
+fn is_match(re: &Regex, text: &str) -> bool {
+    re.is_match(text).unwrap_or_else(|e| {
+        tracing::warn!("filter `{}` on {text:?}: {e}; not matched", re.as_str());
+        false
+    })
 }
 
 impl Matcher {
@@ -69,19 +80,19 @@ impl Matcher {
             Self::Header(re) => {
                 headers.iter().any(|(name, value)| {
                     let value = String::from_utf8_lossy(value.as_bytes());
-                    re.is_match(&format!("{}: {value}", name.as_str()))
+                    is_match(re, &format!("{}: {value}", name.as_str()))
                 }) || (!headers.contains_key(http::header::HOST)
                     // HTTP/2 carries the host as :authority, which a `host:` filter must see.
                     && uri
                         .authority()
-                        .is_some_and(|a| re.is_match(&format!("host: {a}"))))
+                        .is_some_and(|a| is_match(re, &format!("host: {a}"))))
             }
             Self::Path(re) => {
                 let path = uri.path();
-                re.is_match(path)
+                is_match(re, path)
                     || uri
                         .path_and_query()
-                        .is_some_and(|pq| pq.as_str() != path && re.is_match(pq.as_str()))
+                        .is_some_and(|pq| pq.as_str() != path && is_match(re, pq.as_str()))
             }
             Self::Method(m) => method.as_str().eq_ignore_ascii_case(m),
             Self::AllOf(ms) => ms.iter().all(|m| m.matches(method, uri, headers)),
@@ -185,6 +196,29 @@ mod tests {
         assert!(!check(any, "GET", "/", &[]));
         assert!(check(HttpFilter::AllOf(vec![]), "GET", "/", &[]));
         assert!(!check(HttpFilter::AnyOf(vec![]), "GET", "/", &[]));
+    }
+
+    #[test]
+    fn look_around_and_backreferences_work_as_in_mirrord() {
+        // Everyone but the bots.
+        let f = || HttpFilter::Header("^x-user: (?!bot-).+$".into());
+        assert!(check(f(), "GET", "/", &[("X-User", "alice")]));
+        assert!(!check(f(), "GET", "/", &[("X-User", "bot-7")]));
+        // Paths not under /health, with a look-behind on the extension.
+        let p = || HttpFilter::Path(r"^/(?!health)[a-z/]+(?<!\.png)$".into());
+        assert!(check(p(), "GET", "/api/users", &[]));
+        assert!(!check(p(), "GET", "/health/live", &[]));
+        assert!(!check(p(), "GET", "/img/a.png", &[]));
+        let same = HttpFilter::Header(r"^x-pair: (\w+)-\1$".into());
+        assert!(check(same.clone(), "GET", "/", &[("x-pair", "ab-ab")]));
+        assert!(!check(same, "GET", "/", &[("x-pair", "ab-cd")]));
+    }
+
+    #[test]
+    fn runaway_backtracking_is_no_match_not_a_hang() {
+        let f = HttpFilter::Header(r"^x-a: (a+)+\1b$".into());
+        let long = "a".repeat(64);
+        assert!(!check(f, "GET", "/", &[("x-a", long.as_str())]));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::{borrow::Cow, fmt, net::IpAddr, str::FromStr};
 
-use regex::{Regex, RegexBuilder};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
@@ -192,57 +191,6 @@ pub enum HttpFilter {
     AllOf(Vec<HttpFilter>),
     /// At least one inner filter matches (never empty).
     AnyOf(Vec<HttpFilter>),
-}
-
-/// A compiled [`HttpFilter`].
-#[derive(Debug, Clone)]
-pub enum HttpMatcher {
-    /// See [`HttpFilter::Header`].
-    Header(Regex),
-    /// See [`HttpFilter::Path`].
-    Path(Regex),
-    /// See [`HttpFilter::Method`].
-    Method(String),
-    /// See [`HttpFilter::AllOf`].
-    AllOf(Vec<HttpMatcher>),
-    /// See [`HttpFilter::AnyOf`].
-    AnyOf(Vec<HttpMatcher>),
-}
-
-impl HttpFilter {
-    /// Compiles the regexes (loading already validated them).
-    pub fn compile(&self) -> Result<HttpMatcher, regex::Error> {
-        let re = |s: &str| RegexBuilder::new(s).case_insensitive(true).build();
-        Ok(match self {
-            HttpFilter::Header(s) => HttpMatcher::Header(re(s)?),
-            HttpFilter::Path(s) => HttpMatcher::Path(re(s)?),
-            HttpFilter::Method(m) => HttpMatcher::Method(m.to_ascii_uppercase()),
-            HttpFilter::AllOf(v) => {
-                HttpMatcher::AllOf(v.iter().map(Self::compile).collect::<Result<_, _>>()?)
-            }
-            HttpFilter::AnyOf(v) => {
-                HttpMatcher::AnyOf(v.iter().map(Self::compile).collect::<Result<_, _>>()?)
-            }
-        })
-    }
-}
-
-impl HttpMatcher {
-    /// Whether a request matches. `path_and_query` is the request target (`/a/b?x=1`).
-    pub fn matches(&self, method: &str, path_and_query: &str, headers: &[(&str, &str)]) -> bool {
-        match self {
-            HttpMatcher::Header(re) => headers
-                .iter()
-                .any(|(n, v)| re.is_match(&format!("{n}: {v}"))),
-            HttpMatcher::Path(re) => {
-                let path = path_and_query.split('?').next().unwrap_or("");
-                re.is_match(path) || re.is_match(path_and_query)
-            }
-            HttpMatcher::Method(m) => method.eq_ignore_ascii_case(m),
-            HttpMatcher::AllOf(v) => v.iter().all(|f| f.matches(method, path_and_query, headers)),
-            HttpMatcher::AnyOf(v) => v.iter().any(|f| f.matches(method, path_and_query, headers)),
-        }
-    }
 }
 
 /// Written in mirrord's file shape: `{"header_filter": ...}`, `{"all_of": [{"path": ...}]}`.
@@ -643,22 +591,6 @@ mod tests {
         let f = OutgoingFilter::Local(vec![":53".parse().unwrap()]);
         assert!(!f.is_remote(Protocol::Udp, None, ip, 53));
         assert!(f.is_remote(Protocol::Tcp, None, ip, 80));
-    }
-
-    #[test]
-    fn http_filters_match() {
-        let f = HttpFilter::AllOf(vec![
-            HttpFilter::Header("^x-user: alice$".into()),
-            HttpFilter::Path("^/api/".into()),
-            HttpFilter::Method("get".into()),
-        ])
-        .compile()
-        .unwrap();
-        assert!(f.matches("GET", "/api/x?y=1", &[("X-User", "Alice")]));
-        assert!(!f.matches("POST", "/api/x", &[("X-User", "alice")]));
-        assert!(!f.matches("GET", "/other", &[("X-User", "alice")]));
-        let p = HttpFilter::Path("\\?debug=1$".into()).compile().unwrap();
-        assert!(p.matches("GET", "/a?debug=1", &[]));
     }
 
     #[test]
