@@ -88,13 +88,7 @@ async fn targets_of_a_real_cluster() {
     );
 
     // Watch the empty namespace, then create a pod and a deployment in it.
-    let mut h = jsonrpsee::ws_client::HeaderMap::new();
-    h.insert("authorization", "Bearer test-token".parse().unwrap());
-    let c = jsonrpsee::ws_client::WsClientBuilder::default()
-        .set_headers(h)
-        .build(&srv.url)
-        .await
-        .unwrap();
+    let c = support::ws_client(&srv.url, support::TOKEN).await.unwrap();
     let mut sub = c
         .subscribe::<Value, _>(
             "targets.watch",

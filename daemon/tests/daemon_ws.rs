@@ -8,10 +8,10 @@ use std::time::Duration;
 use jsonrpsee::{
     core::client::{ClientT, SubscriptionClientT},
     rpc_params,
-    ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder},
+    ws_client::WsClientBuilder,
 };
 use serde_json::{Value, json};
-use support::{RawWs, raw_http, upgrade_request};
+use support::{RawWs, raw_http, upgrade_request, ws_client};
 use tether::server::{
     self, RunningServer,
     api::{SessionEvent, SessionInfo, SessionState},
@@ -24,24 +24,15 @@ async fn start() -> (std::sync::Arc<server::DaemonState>, RunningServer) {
     (state, running)
 }
 
-async fn client(url: &str, token: &str) -> Result<WsClient, jsonrpsee::core::ClientError> {
-    let mut h = HeaderMap::new();
-    h.insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    WsClientBuilder::default().set_headers(h).build(url).await
-}
-
 #[tokio::test]
 async fn token_is_required() {
     let (_state, srv) = start().await;
-    let c = client(&srv.url, "test-token").await.unwrap();
+    let c = ws_client(&srv.url, "test-token").await.unwrap();
     let info: Value = c.request("daemon.info", rpc_params![]).await.unwrap();
     assert_eq!(info["address"], json!(srv.url));
 
     assert!(
-        client(&srv.url, "wrong").await.is_err(),
+        ws_client(&srv.url, "wrong").await.is_err(),
         "wrong token refused"
     );
     assert!(
@@ -151,7 +142,7 @@ async fn malformed_input_gets_errors_and_the_server_lives_on() {
 #[tokio::test]
 async fn error_objects_have_code_message_and_data() {
     let (_state, srv) = start().await;
-    let c = client(&srv.url, "test-token").await.unwrap();
+    let c = ws_client(&srv.url, "test-token").await.unwrap();
     let e = c
         .request::<Value, _>("session.stop", rpc_params![json!({"id": "s-x"})])
         .await
@@ -173,7 +164,7 @@ async fn concurrent_clients() {
     for i in 0..8 {
         let url = srv.url.clone();
         tasks.push(tokio::spawn(async move {
-            let c = client(&url, "test-token").await.unwrap();
+            let c = ws_client(&url, "test-token").await.unwrap();
             let calls = (0..25).map(|j| {
                 let c = &c;
                 async move {
@@ -208,7 +199,7 @@ async fn session_events_subscription_over_websocket() {
         program: None,
         ..Default::default()
     });
-    let c = client(&srv.url, "test-token").await.unwrap();
+    let c = ws_client(&srv.url, "test-token").await.unwrap();
     let mut sub = c
         .subscribe::<Value, _>(
             "session.events",

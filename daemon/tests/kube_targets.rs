@@ -160,13 +160,7 @@ async fn targets_watch_sends_the_list_then_changes() {
     kube.apply("pods", "shop", pod("api-1", true));
     let state = support::state(vec![kube.kubeconfig.clone()]);
     let srv = tether::server::serve(state, 0).await.unwrap();
-    let mut h = jsonrpsee::ws_client::HeaderMap::new();
-    h.insert("authorization", "Bearer test-token".parse().unwrap());
-    let c = jsonrpsee::ws_client::WsClientBuilder::default()
-        .set_headers(h)
-        .build(&srv.url)
-        .await
-        .unwrap();
+    let c = support::ws_client(&srv.url, support::TOKEN).await.unwrap();
     use jsonrpsee::core::client::SubscriptionClientT;
     let mut sub = c
         .subscribe::<Value, _>(

@@ -38,6 +38,17 @@ async fn session_with(agent: &FakeAgent, options: SessionOptions, listen: Listen
     .unwrap()
 }
 
+/// A port subscription or its end.
+fn is_incoming_request(m: &ClientMessage) -> bool {
+    matches!(
+        m,
+        ClientMessage::Request {
+            body: Request::Incoming(_),
+            ..
+        }
+    )
+}
+
 fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> tokio::task::JoinHandle<T> {
@@ -188,17 +199,7 @@ async fn incoming_steal_delivers_into_the_local_listener() {
     let layer = blocking(move || FakeLayer::listening(&addr, &token, 400, announced, 8080))
         .await
         .unwrap();
-    let sub = agent
-        .wait_for(|m| {
-            matches!(
-                m,
-                ClientMessage::Request {
-                    body: Request::Incoming(_),
-                    ..
-                }
-            )
-        })
-        .await;
+    let sub = agent.wait_for(is_incoming_request).await;
     assert!(matches!(
         sub,
         ClientMessage::Request {
@@ -385,17 +386,7 @@ async fn filtered_http_request_is_answered_by_the_local_server() {
     let _layer = blocking(move || FakeLayer::listening(&addr, &token, 500, app, 80))
         .await
         .unwrap();
-    let sub = agent
-        .wait_for(|m| {
-            matches!(
-                m,
-                ClientMessage::Request {
-                    body: Request::Incoming(_),
-                    ..
-                }
-            )
-        })
-        .await;
+    let sub = agent.wait_for(is_incoming_request).await;
     let ClientMessage::Request {
         body: Request::Incoming(IncomingRequest::Subscribe { filter: f, .. }),
         ..

@@ -132,13 +132,32 @@ pub fn error_kind(e: &Value) -> String {
     kind
 }
 
-/// A state with a fixed token and no kubeconfig from the environment.
+/// The API token of [`state`].
+pub const TOKEN: &str = "test-token";
+
+/// A state with a fixed token ([`TOKEN`]) and no kubeconfig from the environment.
 pub fn state(kubeconfig: Vec<std::path::PathBuf>) -> Arc<DaemonState> {
     DaemonState::new(tether::server::DaemonOptions {
-        token: Some("test-token".into()),
+        token: Some(TOKEN.into()),
         kubeconfig: tether::kube::KubeconfigSource::Files(kubeconfig),
         log_file: None,
     })
+}
+
+/// A WebSocket JSON-RPC client of the daemon at `url`, presenting `token`.
+pub async fn ws_client(
+    url: &str,
+    token: &str,
+) -> Result<jsonrpsee::ws_client::WsClient, jsonrpsee::core::ClientError> {
+    let mut h = jsonrpsee::ws_client::HeaderMap::new();
+    h.insert(
+        "authorization",
+        jsonrpsee::ws_client::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    jsonrpsee::ws_client::WsClientBuilder::default()
+        .set_headers(h)
+        .build(url)
+        .await
 }
 
 /// Sends one raw HTTP/1.1 request and returns the whole response (the server closes or answers
