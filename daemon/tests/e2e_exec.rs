@@ -648,3 +648,33 @@ sys.exit('remote reads never worked again')
         "the session dialled the agent again"
     );
 }
+
+#[test]
+fn local_credentials_never_reach_the_debuggee() {
+    let cluster = TestCluster::new("exec-creds").unwrap();
+    let pod = pod(&cluster);
+    let agent = start_agent(&pod);
+    let cwd = tempfile::tempdir().unwrap();
+    // A kubeconfig outside ~/.kube, named by $KUBECONFIG: the debuggee must not read it.
+    let kubeconfig = cwd.path().join("dev-cluster.yaml");
+    std::fs::write(&kubeconfig, "secret: local\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(cwd.path())
+        .args(["exec", "--agent", &agent.addr, "--", "sh", "-c"])
+        .arg(
+            "echo \"aws=${AWS_SECRET_ACCESS_KEY-unset} kc=${KUBECONFIG-unset} g=$GREETING\"; \
+             cat \"$KC_PATH\" || echo hidden",
+        )
+        .env("TETHER_AGENT_TOKEN", TOKEN)
+        .env("TETHER_LAYER_PATH", artifact("libtether_layer.so"))
+        .env("AWS_SECRET_ACCESS_KEY", "local-secret")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("KC_PATH", &kubeconfig)
+        .output()
+        .unwrap();
+    let s = stdout(&out);
+    eprintln!("{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    assert!(s.contains("aws=unset kc=unset g=hello from the pod"), "{s}");
+    assert!(s.contains("hidden") && !s.contains("secret: local"), "{s}");
+}

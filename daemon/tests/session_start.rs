@@ -73,7 +73,14 @@ async fn start_returns_the_debuggee_env_and_ends_after_the_last_process() {
         json!(dir.path().join("libtether_layer.so"))
     );
     assert_eq!(env[session_env::SESSION_ID], json!(id));
-    assert_eq!(r["unset"], json!(["LOCAL_ONLY"]));
+    let unset = r["unset"].as_array().unwrap();
+    assert_eq!(unset[0], json!("LOCAL_ONLY"));
+    for k in ["KUBECONFIG", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(
+            unset.contains(&json!(k)),
+            "local credentials removed: {unset:?}"
+        );
+    }
 
     let l = rpc(&m, "session.list", json!({})).await.unwrap();
     let s = &l["sessions"][0];

@@ -25,6 +25,7 @@ use crate::{
         ListenKind, LocalContext, RouterEvent, Session, SessionOptions, SessionParams,
         env::env_changes,
         launch::{debuggee_env, direct_redial, fetch_pod_env, find_layer},
+        policy::kubeconfig_files,
     },
 };
 
@@ -304,6 +305,7 @@ async fn prepare(
             .map(PathBuf::from)
             .into_iter()
             .collect(),
+        credential_files: kubeconfig_files(cfg.kubeconfig.as_deref()),
     };
     let session = Session::start(
         client,

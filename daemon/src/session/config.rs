@@ -174,6 +174,11 @@ mod tests {
         .collect();
         let ch = crate::session::env::env_changes(&c.feature.env, &pod).unwrap();
         assert_eq!(ch.set.keys().collect::<Vec<_>>(), vec!["DB", "X"]);
-        assert_eq!(ch.remove, vec!["GONE".to_string()]);
+        assert_eq!(ch.remove[0], "GONE");
+        assert!(
+            ch.remove.iter().any(|k| k == "KUBECONFIG"),
+            "{:?}",
+            ch.remove
+        );
     }
 }

@@ -80,6 +80,9 @@ pub struct LocalContext {
     pub home: Option<PathBuf>,
     /// Temp directories (`$TMPDIR`, ...), on top of /tmp and /var/tmp.
     pub temp_dirs: Vec<PathBuf>,
+    /// Local credential files outside the default hidden dirs (kubeconfigs named by
+    /// `$KUBECONFIG` or the config): hidden from the debuggee like `~/.kube`.
+    pub credential_files: Vec<PathBuf>,
 }
 
 impl LocalContext {
@@ -94,8 +97,20 @@ impl LocalContext {
             exe,
             home: std::env::var_os("HOME").map(PathBuf::from),
             temp_dirs,
+            credential_files: kubeconfig_files(None),
         }
     }
+}
+
+/// The kubeconfig files kubectl would read here: `explicit`, and every entry of `$KUBECONFIG`.
+pub fn kubeconfig_files(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let from_env = std::env::var_os("KUBECONFIG").unwrap_or_default();
+    explicit
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(std::env::split_paths(&from_env))
+        .filter(|p| p.is_absolute())
+        .collect()
 }
 
 /// Matches `dir` itself and everything below it.
@@ -132,6 +147,9 @@ pub fn default_fs_rules(ctx: &LocalContext, remote: bool) -> Vec<FsRule> {
         ] {
             rules.push(rule(under(&home.join(dir)), NotFound));
         }
+    }
+    for file in &ctx.credential_files {
+        rules.push(rule(exact(file), NotFound));
     }
     // The pod's name service and trust store: remote, read-only. Before `/usr` (local).
     let remote_files: &[&str] = if remote { REMOTE_FILES } else { &[] };
@@ -270,6 +288,7 @@ mod tests {
             exe: Some("/home/dev/proj/target/debug/app".into()),
             home: Some("/home/dev".into()),
             temp_dirs: vec![],
+            credential_files: vec!["/etc/kube/dev.conf".into()],
         };
         let opts = SessionOptions {
             fs_rules: vec![FsRule {
@@ -295,6 +314,8 @@ mod tests {
             Some(FsAction::NotFound)
         );
         assert_eq!(action("/home/dev/.kubex"), None);
+        assert_eq!(action("/etc/kube/dev.conf"), Some(FsAction::NotFound));
+        assert_eq!(action("/etc/kube/dev.conf.d"), None);
         assert_eq!(action("/etc/resolv.conf"), Some(FsAction::RemoteReadOnly));
         assert_eq!(
             action("/etc/ssl/certs/ca-certificates.crt"),
