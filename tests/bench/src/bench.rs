@@ -299,15 +299,26 @@ impl Bench {
                 outcome: r.map_err(|e| format!("{e:#}")),
             }
         };
+        let say = |what: &str| eprintln!("tether-bench: measuring {what}");
+        say("the agent link's round trip");
         let rtt = self.agent_rtt().await;
+        say("kubectl port-forward start-up (peer)");
         let peer_start = self.peer_startup().await;
+        say("session.start");
         rows.push(next(self.session_start(&peer_start).await));
+        say("debug restarts");
         rows.push(next(self.restart(&peer_start).await));
+        say("remote 4 KiB files");
         rows.push(next(self.small_file(&rtt).await));
+        say("remote sequential reads");
         rows.push(next(self.file_read().await));
+        say("outgoing connects");
         rows.push(next(self.connect().await));
+        say("outgoing bulk transfers");
         rows.push(next(self.bulk().await));
+        say("stolen HTTP requests");
         rows.push(next(self.steal(&rtt).await));
+        say("hooked-but-local calls");
         let local = self.local_fs().await;
         let (stat, open) = match local {
             Ok((a, b)) => (Ok(a), Ok(b)),
@@ -315,6 +326,7 @@ impl Bench {
         };
         rows.push(next(stat));
         rows.push(next(open));
+        say("the daemon's idle memory");
         rows.push(next(self.idle_memory().await));
         rows
     }
@@ -465,6 +477,18 @@ impl Bench {
         };
         let tether = self.samples(Side::Tether(&self.main), op.clone()).await?;
         let direct = self.samples(Side::Pod(self.pod.pid), op).await?;
+        // For scale: a one-byte round trip through kubectl's tunnel and inside the pod.
+        let rtt_op = |addr| Op::Rtt {
+            addr,
+            iters: self.p.rtt_iters as u64,
+        };
+        let peer_rtt = self.samples(Side::Host, rtt_op(self.forward.addr)).await?;
+        let pod_rtt = self
+            .samples(
+                Side::Pod(self.pod.pid),
+                rtt_op(self.pod.addr(pod::SOURCE_PORT)),
+            )
+            .await?;
         let trips = tether.p50().as_secs_f64() / rtt.p50().as_secs_f64();
         Ok(Measured {
             value: format!("{} = {trips:.2} round trips", latency(&tether)),
@@ -477,6 +501,11 @@ impl Bench {
                     "direct: the same calls inside the pod: {}",
                     latency(&direct)
                 ),
+                format!(
+                    "for scale: 1-byte echo round trip through kubectl port-forward: {}; inside the pod: {}",
+                    latency(&peer_rtt),
+                    latency(&pod_rtt)
+                ),
             ],
             ratio: format!("{trips:.2} round trips of the agent link"),
             met: trips < 2.0,
@@ -484,23 +513,31 @@ impl Bench {
     }
 
     /// Row 4: reading a pod file to the end, against the same file served through kubectl
-    /// port-forward.
+    /// port-forward. The file is removed afterwards (the pod's root is a tmpfs).
     async fn file_read(&self) -> anyhow::Result<Measured> {
         let path = self
             .pod
             .file(&format!("data-{}", self.p.file_size), self.p.file_size)?;
+        let res = self.file_read_rounds(&path).await;
+        if let Err(e) = self.pod.remove_file(&path) {
+            eprintln!("tether-bench: {e:#}");
+        }
+        let (t, peer, direct) = res?;
+        self.throughput_row(&t, &peer, &direct, "read() of the file inside the pod")
+    }
+
+    /// (tether, peer, direct) MB/s of each round.
+    async fn file_read_rounds(&self, path: &str) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
         let read = Op::ReadFile {
-            path: path.clone(),
+            path: path.to_owned(),
             buf: READ_BUF,
         };
         let fetch = Op::Fetch {
             addr: self.forward.addr,
-            path,
+            path: path.to_owned(),
             buf: READ_BUF,
         };
-        let mut t = Vec::new();
-        let mut peer = Vec::new();
-        let mut direct = Vec::new();
+        let (mut t, mut peer, mut direct) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.p.rounds {
             peer.push(self.throughput(Side::Host, fetch.clone()).await?);
             t.push(
@@ -512,7 +549,7 @@ impl Bench {
                     .await?,
             );
         }
-        self.throughput_row(&t, &peer, &direct, "read() of the file inside the pod")
+        Ok((t, peer, direct))
     }
 
     /// Bytes moved per second by one probe run, checking it moved what it should.

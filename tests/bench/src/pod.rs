@@ -136,6 +136,19 @@ impl BenchPod {
     }
 }
 
+impl BenchPod {
+    /// Removes a file made by [`BenchPod::file`] (the big ones hold memory: the root is a tmpfs).
+    pub fn remove_file(&self, pod_path: &str) -> anyhow::Result<()> {
+        let host = self.host_path(pod_path);
+        match std::fs::remove_file(&host) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("bench pod: removing {}", host.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// `Some(Ok)` once every container is ready and the node's state file names the target pid;
 /// `None` while starting.
 fn ready(pod: &Pod, state_dir: &Path) -> Option<anyhow::Result<BenchPod>> {
