@@ -1,13 +1,16 @@
 //! Outgoing TCP and UDP streams of one session, opened from the target's network namespace.
 //!
-//! Sockets are created on the [`crate::netns::NetNs`] thread and then driven by tokio. Each stream
-//! has two halves:
-//! - target -> daemon: a task reads with a large buffer ([`READ_BUF`]) and sends
-//!   `StreamMessage::Data`/`Datagram` into the session's bounded queue, so a slow link stops
-//!   the reads (and TCP flow control pushes back on the peer);
-//! - daemon -> target: messages go into a per-stream bounded queue ([`STREAM_QUEUE`] messages)
-//!   drained by a writer task. When it is full the session loop waits: that is the backpressure
-//!   towards the daemon, whose link stops being read.
+//! Sockets are created on the [`crate::netns::NetNs`] thread and then driven by tokio. Each TCP
+//! stream is flow-controlled per direction ([`tether_protocol::flow`]):
+//! - target -> daemon: a task reads only while it holds credit from the daemon, at most
+//!   [`READ_BUF`] at a time, and sends `StreamMessage::Data` into the session's queue. A daemon
+//!   that stops draining the stream stops the reads (and TCP flow control pushes back on the
+//!   peer) without holding up the session's other streams.
+//! - daemon -> target: messages go into the stream's inbox, which the session loop fills without
+//!   ever waiting; a writer task drains it into the socket and returns credit to the daemon as
+//!   the socket accepts the bytes. A daemon that sends past its credit gets the stream closed.
+//!
+//! UDP streams carry datagrams without credit; a full inbox drops them.
 //!
 //! Either side's `Close` drops the stream; the daemon's `Eof` half-closes the TCP socket.
 
@@ -18,6 +21,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tether_protocol::agent::AgentMessage;
+use tether_protocol::flow::{self, StreamTx};
 use tether_protocol::outgoing::{OutgoingRequest, OutgoingResponse, StreamMessage};
 use tether_protocol::{ConnId, Payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,18 +32,17 @@ use tokio::task::AbortHandle;
 use crate::errors::{OpError, OpResult};
 use crate::target::Target;
 
-/// Read buffer of a stream's target -> daemon half.
+/// Read buffer of a stream's target -> daemon half (a quarter of the flow-control window).
 pub const READ_BUF: usize = 256 * 1024;
-
-/// Messages queued from the daemon to one stream before the session loop waits.
-pub const STREAM_QUEUE: usize = 64;
 
 /// How long a TCP connect may take, as a typical connect timeout in a pod.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct StreamHandle {
-    to_target: mpsc::Sender<StreamMessage>,
+    /// Dropping it ends the writer once it wrote what is queued.
+    to_target: StreamTx,
+    /// The reader first, then the writer.
     tasks: Vec<AbortHandle>,
 }
 
@@ -166,20 +169,23 @@ impl Streams {
 
     fn start_tcp(&self, conn_id: ConnId, stream: TcpStream) {
         let (mut rd, mut wr) = stream.into_split();
-        let (to_target, mut queue) = mpsc::channel::<StreamMessage>(STREAM_QUEUE);
+        let (to_target, mut inbox, credit) = flow::stream(conn_id);
         let to_daemon = self.to_daemon.clone();
         let table = self.table.clone();
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; READ_BUF];
-            loop {
-                match rd.read(&mut buf).await {
+            // Read only what the daemon has room for: without credit the socket is left alone.
+            while let Some(room) = credit.reserve(READ_BUF).await {
+                match rd.read(&mut buf[..room]).await {
                     Ok(0) => {
+                        credit.unreserve(room);
                         let _ = to_daemon
                             .send(AgentMessage::Stream(StreamMessage::Eof { conn_id }))
                             .await;
                         return;
                     }
                     Ok(n) => {
+                        credit.unreserve(room - n);
                         let data = Payload(buf[..n].to_vec());
                         let msg = AgentMessage::Stream(StreamMessage::Data { conn_id, data });
                         if to_daemon.send(msg).await.is_err() {
@@ -196,13 +202,17 @@ impl Streams {
         let to_daemon = self.to_daemon.clone();
         let table = self.table.clone();
         let writer = tokio::spawn(async move {
-            while let Some(msg) = queue.recv().await {
+            while let Some(msg) = inbox.recv().await {
                 match msg {
                     StreamMessage::Data { data, .. } => {
                         if let Err(e) = wr.write_all(data.as_slice()).await {
                             close_from_target(&table, &to_daemon, conn_id, Some(e.to_string()))
                                 .await;
                             return;
+                        }
+                        // The socket took the bytes: the daemon may send that much more.
+                        if let Some(credit) = inbox.consumed(data.len()) {
+                            let _ = to_daemon.send(AgentMessage::Stream(credit)).await;
                         }
                     }
                     StreamMessage::Eof { .. } => {
@@ -212,6 +222,7 @@ impl Streams {
                         tracing::debug!(conn_id, "datagram on a TCP stream dropped");
                     }
                     StreamMessage::Close { .. } => return,
+                    StreamMessage::Credit { .. } => {}
                 }
             }
         });
@@ -224,7 +235,8 @@ impl Streams {
 
     fn start_udp(&self, conn_id: ConnId, sock: UdpSocket, connected: Option<SocketAddr>) {
         let sock = Arc::new(sock);
-        let (to_target, mut queue) = mpsc::channel::<StreamMessage>(STREAM_QUEUE);
+        // Datagrams carry no credit: the inbox drops them when full, as a socket buffer would.
+        let (to_target, mut queue, _) = flow::stream(conn_id);
         let to_daemon = self.to_daemon.clone();
         let table = self.table.clone();
         let rx_sock = sock.clone();
@@ -280,47 +292,50 @@ impl Streams {
         );
     }
 
-    fn insert(
-        &self,
-        conn_id: ConnId,
-        to_target: mpsc::Sender<StreamMessage>,
-        tasks: Vec<AbortHandle>,
-    ) {
+    fn insert(&self, conn_id: ConnId, to_target: StreamTx, tasks: Vec<AbortHandle>) {
         self.table
             .lock()
             .expect("stream table")
             .insert(conn_id, StreamHandle { to_target, tasks });
     }
 
-    /// A stream message from the daemon. Waits while the stream's queue is full.
-    pub async fn send_to_target(&self, msg: StreamMessage) {
+    /// A stream message from the daemon. Never waits: data goes into the stream's inbox, which
+    /// its window bounds; a daemon that sends past the window gets the stream closed.
+    pub fn send_to_target(&self, msg: StreamMessage) {
         let conn_id = msg.conn_id();
+        let mut table = self.table.lock().expect("stream table");
         if let StreamMessage::Close { .. } = msg {
-            let handle = self.table.lock().expect("stream table").remove(&conn_id);
-            if let Some(h) = handle {
-                // Let queued data reach the socket first; the writer ends at Close.
-                let reader = h.tasks.first().cloned();
-                if h.to_target.send(msg).await.is_err() {
-                    h.tasks.iter().for_each(AbortHandle::abort);
-                }
-                if let Some(r) = reader {
-                    r.abort();
+            if let Some(h) = table.remove(&conn_id) {
+                // Queued data still reaches the socket; the writer ends at the Close (or when
+                // the handle, dropped here, ends the inbox). Nothing more is read.
+                let _ = h.to_target.push(msg);
+                if let Some(reader) = h.tasks.first() {
+                    reader.abort();
                 }
             }
             return;
         }
-        let queue = self
-            .table
-            .lock()
-            .expect("stream table")
-            .get(&conn_id)
-            .map(|h| h.to_target.clone());
-        match queue {
-            Some(q) => {
-                let _ = q.send(msg).await;
-            }
-            None => tracing::debug!(conn_id, "message for an unknown stream dropped"),
+        let Some(h) = table.get(&conn_id) else {
+            tracing::debug!(conn_id, "message for an unknown stream dropped");
+            return;
+        };
+        let Err(violation) = h.to_target.push(msg) else {
+            return;
+        };
+        tracing::warn!(conn_id, "closing the stream: {violation}");
+        if let Some(h) = table.remove(&conn_id) {
+            h.to_target.fail(violation.to_string());
+            h.tasks.iter().for_each(AbortHandle::abort);
         }
+        drop(table);
+        let to_daemon = self.to_daemon.clone();
+        tokio::spawn(async move {
+            let close = StreamMessage::Close {
+                conn_id,
+                error: Some(violation.to_string()),
+            };
+            let _ = to_daemon.send(AgentMessage::Stream(close)).await;
+        });
     }
 
     /// Drops every stream (the session ended).

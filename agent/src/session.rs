@@ -306,11 +306,13 @@ impl Session {
     async fn dispatch(&self, msg: ClientMessage, tasks: &mut JoinSet<()>) {
         match msg {
             ClientMessage::Request { id, body } => self.request(id, body, tasks),
+            // Never waits: stream data is bounded by its window, not by stalling this loop,
+            // so one socket the target does not drain holds up nothing else of the session.
             ClientMessage::Stream(msg) => {
                 if is_agent_conn_id(msg.conn_id()) {
-                    self.shared.incoming.from_session(self.id, msg).await;
+                    self.shared.incoming.from_session(self.id, msg);
                 } else {
-                    self.streams.send_to_target(msg).await;
+                    self.streams.send_to_target(msg);
                 }
             }
             ClientMessage::HttpResponse(resp) => {

@@ -11,6 +11,8 @@
 //! - [`agent`] and [`layer`]: the top-level messages of each link.
 //! - [`file`], [`dns`], [`outgoing`], [`incoming`]: operations shared by both links, so the daemon
 //!   forwards most layer requests to the agent without translating them.
+//! - [`flow`]: per-stream flow control (credit windows) and, with `tokio`, the stream queues
+//!   that enforce it at both ends of the agent link.
 //! - [`error`]: typed errors carried on the wire.
 //! - [`session_env`]: names of the environment variables that hand a session to the debuggee.
 //!
@@ -31,6 +33,7 @@ pub mod codec;
 pub mod dns;
 pub mod error;
 pub mod file;
+pub mod flow;
 pub mod incoming;
 pub mod layer;
 pub mod outgoing;
@@ -42,10 +45,15 @@ pub use error::{AgentError, RemoteError};
 pub use payload::Payload;
 
 /// The protocol version this build speaks. Both links negotiate `min(ours, theirs)`.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Changelog:
+/// - 2: per-stream flow control ([`flow`], [`outgoing::StreamMessage::Credit`]). A version 1
+///   peer sends without credit and never returns any, so it is refused, not talked down to.
+/// - 1: first version.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest peer version this build still talks to.
-pub const MIN_PROTOCOL_VERSION: u32 = 1;
+pub const MIN_PROTOCOL_VERSION: u32 = flow::CREDIT_VERSION;
 
 /// Picks the version two peers speak, or `None` when they share none.
 pub fn negotiate(ours: u32, theirs: u32) -> Option<u32> {

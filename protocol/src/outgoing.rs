@@ -1,7 +1,8 @@
 //! Outgoing connections made from the target's network namespace on the app's behalf.
 //!
 //! The daemon numbers outgoing streams ([`ConnId`]); data flows as [`StreamMessage`]s in both
-//! directions until either side sends [`StreamMessage::Close`].
+//! directions until either side sends [`StreamMessage::Close`]. TCP data is flow-controlled per
+//! stream and direction ([`crate::flow`]).
 
 use std::net::SocketAddr;
 
@@ -82,6 +83,15 @@ pub enum StreamMessage {
         /// Why, when it failed.
         error: Option<String>,
     },
+    /// Window update (since [`crate::flow::CREDIT_VERSION`]): the sender of this message
+    /// consumed `bytes` more of the stream's data, so the peer may send that many more. See
+    /// [`crate::flow`].
+    Credit {
+        /// The stream.
+        conn_id: ConnId,
+        /// Bytes of credit returned.
+        bytes: u64,
+    },
 }
 
 impl StreamMessage {
@@ -91,7 +101,8 @@ impl StreamMessage {
             Self::Data { conn_id, .. }
             | Self::Datagram { conn_id, .. }
             | Self::Eof { conn_id }
-            | Self::Close { conn_id, .. } => *conn_id,
+            | Self::Close { conn_id, .. }
+            | Self::Credit { conn_id, .. } => *conn_id,
         }
     }
 }

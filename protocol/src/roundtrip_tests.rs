@@ -25,6 +25,20 @@ where
     }
 }
 
+#[test]
+fn credit_roundtrips_on_both_links_and_encodes_small() {
+    use crate::outgoing::StreamMessage;
+    let credit = StreamMessage::Credit {
+        conn_id: crate::AGENT_CONN_ID_BIT | 5,
+        bytes: crate::flow::CREDIT_BATCH,
+    };
+    roundtrip(&ClientMessage::Stream(credit.clone()));
+    roundtrip(&AgentMessage::Stream(credit.clone()));
+    // Credit is sent often: it must stay a few bytes on the wire.
+    let frame = codec::encode(&ClientMessage::Stream(credit)).unwrap();
+    assert!(frame.len() <= 24, "{} bytes", frame.len());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

@@ -13,21 +13,19 @@ use bytes::Bytes;
 use socket2::{Domain, Socket, Type};
 use tether_protocol::ConnId;
 use tether_protocol::agent::AgentMessage;
+use tether_protocol::flow::{self, StreamCredit};
 use tether_protocol::incoming::{IncomingEvent, IncomingMode};
 use tether_protocol::outgoing::StreamMessage;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::iptables::BYPASS_MARK;
-use super::{Inner, PortSubs, SessionTx, StolenConn};
+use super::{Inner, MirrorConn, PortSubs, SessionTx, StolenConn};
 use crate::netns::NetNs;
 
 /// Bytes read from a client at once.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// Messages a stolen connection buffers from its session before `from_session` waits.
-const FROM_SESSION_CAPACITY: usize = 64;
 
 /// How long a client on a filtered port may stay silent before it is taken for a non-HTTP
 /// protocol and passed through.
@@ -135,12 +133,13 @@ pub(super) enum TeeMsg {
     Data(Bytes),
     /// The client half-closed.
     Eof,
-    /// The mirrors fell more than [`MIRROR_BACKLOG`] bytes behind: copying stopped.
+    /// The copy fell more than [`MIRROR_BACKLOG`] bytes behind: copying stopped.
     Overflow,
 }
 
-/// Bytes of one connection's copy that may wait for slow mirror sessions. The copy never slows
-/// the real connection down; past this, the mirrors lose the connection instead.
+/// Bytes of one connection's copy that may wait for a slow mirror session (one that returns no
+/// credit, say its app is paused). The copy never slows the real connection down; past this, that
+/// mirror session loses the connection instead. Each mirror session has its own backlog.
 const MIRROR_BACKLOG: usize = 8 * 1024 * 1024;
 
 /// The tee's end of the mirror fan-out.
@@ -245,61 +244,200 @@ impl ConnInfo {
 }
 
 /// Starts copying a connection's client data to the mirror sessions; returns the sender a
-/// [`Tee`] feeds, or `None` without mirrors.
-fn start_mirrors(info: ConnInfo, mirrors: Vec<SessionTx>) -> Option<MirrorTx> {
+/// [`Tee`] feeds, or `None` without mirrors. A fan-out task hands every piece to one task per
+/// mirror session, which sends it as that session's credit allows; the fan-out itself never
+/// waits, so a slow mirror session holds up neither the connection nor the other mirrors.
+fn start_mirrors(inner: &Arc<Inner>, info: ConnInfo, mirrors: Vec<SessionTx>) -> Option<MirrorTx> {
     if mirrors.is_empty() {
         return None;
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<TeeMsg>();
     let backlog = Arc::new(AtomicUsize::new(0));
     let queued = backlog.clone();
+    let mut copies: Vec<MirrorCopy> = mirrors
+        .into_iter()
+        .map(|m| {
+            let (tx, copy_rx) = mpsc::unbounded_channel();
+            let behind = Arc::new(AtomicUsize::new(0));
+            let (overflow, overflowed) = watch::channel(false);
+            let copy = mirror_copy(inner.clone(), info, m, copy_rx, behind.clone(), overflowed);
+            tokio::spawn(copy);
+            MirrorCopy {
+                tx,
+                behind,
+                overflow,
+            }
+        })
+        .collect();
     tokio::spawn(async move {
-        let mut live = Vec::with_capacity(mirrors.len());
-        for m in mirrors {
-            if m.send(info.new_connection(IncomingMode::Mirror)).await {
-                live.push(m);
-            }
-        }
-        let conn_id = info.conn_id;
-        let mut error = None;
         while let Some(msg) = rx.recv().await {
-            let msg = match msg {
-                TeeMsg::Data(data) => {
-                    queued.fetch_sub(data.len(), Ordering::Relaxed);
-                    StreamMessage::Data {
-                        conn_id,
-                        data: data.to_vec().into(),
-                    }
-                }
-                TeeMsg::Eof => StreamMessage::Eof { conn_id },
-                TeeMsg::Overflow => {
-                    error = Some(format!(
-                        "mirror sessions fell more than {MIRROR_BACKLOG} bytes behind; copy stopped"
-                    ));
-                    break;
-                }
-            };
-            let mut still = Vec::with_capacity(live.len());
-            for m in live {
-                if m.send(AgentMessage::Stream(msg.clone())).await {
-                    still.push(m);
-                }
+            if let TeeMsg::Data(data) = &msg {
+                queued.fetch_sub(data.len(), Ordering::Relaxed);
             }
-            live = still;
-            if live.is_empty() {
+            copies.retain(|copy| {
+                let msg = match &msg {
+                    TeeMsg::Data(data) => {
+                        let n = data.len();
+                        if copy.behind.fetch_add(n, Ordering::Relaxed) + n > MIRROR_BACKLOG {
+                            // The copy task may be waiting for credit or for its session.
+                            copy.overflow.send_replace(true);
+                            return false;
+                        }
+                        TeeMsg::Data(data.clone())
+                    }
+                    TeeMsg::Eof => TeeMsg::Eof,
+                    TeeMsg::Overflow => TeeMsg::Overflow,
+                };
+                copy.tx.send(msg).is_ok()
+            });
+            if copies.is_empty() {
                 // Dropping rx makes the tee stop copying.
                 return;
             }
         }
-        for m in live {
-            m.send(AgentMessage::Stream(StreamMessage::Close {
-                conn_id,
-                error: error.clone(),
-            }))
-            .await;
-        }
     });
     Some(MirrorTx { tx, backlog })
+}
+
+/// The fan-out's end of one mirror session's copy.
+struct MirrorCopy {
+    tx: mpsc::UnboundedSender<TeeMsg>,
+    /// Bytes handed to the copy task and not sent yet.
+    behind: Arc<AtomicUsize>,
+    /// Set once the copy fell more than [`MIRROR_BACKLOG`] behind.
+    overflow: watch::Sender<bool>,
+}
+
+/// Sends one mirror session its copy of a connection, within the credit it returns, until the
+/// connection ends or the copy falls more than [`MIRROR_BACKLOG`] behind (`overflowed`).
+async fn mirror_copy(
+    inner: Arc<Inner>,
+    info: ConnInfo,
+    session: SessionTx,
+    mut rx: mpsc::UnboundedReceiver<TeeMsg>,
+    behind: Arc<AtomicUsize>,
+    mut overflowed: watch::Receiver<bool>,
+) {
+    let conn_id = info.conn_id;
+    let key = (session.session, conn_id);
+    let (tx, mut inbox, credit) = flow::stream(conn_id);
+    inner.mirrors.lock().expect("mirrors lock").insert(
+        key,
+        MirrorConn {
+            port: info.port,
+            tx,
+        },
+    );
+    let forget = || {
+        inner
+            .mirrors
+            .lock()
+            .expect("mirrors lock")
+            .remove(&key)
+            .is_some()
+    };
+    let overflow_error =
+        || format!("the mirror copy fell more than {MIRROR_BACKLOG} bytes behind; copy stopped");
+    let new_connection = session.send(info.new_connection(IncomingMode::Mirror));
+    let announced = tokio::select! {
+        ok = new_connection => ok,
+        _ = overflowed.wait_for(|o| *o) => false,
+    };
+    if !announced {
+        forget();
+        return;
+    }
+    let mut error = None;
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = overflowed.wait_for(|o| *o) => Some(TeeMsg::Overflow),
+        };
+        let Some(msg) = msg else { break };
+        let msg = match msg {
+            TeeMsg::Data(data) => {
+                let sent = tokio::select! {
+                    sent = send_within_credit(&session, &credit, conn_id, &data) => sent,
+                    _ = overflowed.wait_for(|o| *o) => Sent::Overflow,
+                };
+                behind.fetch_sub(data.len(), Ordering::Relaxed);
+                match sent {
+                    Sent::All => continue,
+                    Sent::Overflow => {
+                        error = Some(overflow_error());
+                        break;
+                    }
+                    Sent::SessionGone => {
+                        forget();
+                        return;
+                    }
+                    Sent::NoCredit => {
+                        // The session closed its copy (nothing to say), or broke the flow
+                        // rules: the inbox then holds a Close with the violation.
+                        if !forget() {
+                            return;
+                        }
+                        error = match inbox.recv().await {
+                            Some(StreamMessage::Close { error, .. }) => error,
+                            _ => None,
+                        };
+                        break;
+                    }
+                }
+            }
+            TeeMsg::Eof => StreamMessage::Eof { conn_id },
+            TeeMsg::Overflow => {
+                error = Some(overflow_error());
+                break;
+            }
+        };
+        if !session.send(AgentMessage::Stream(msg)).await {
+            forget();
+            return;
+        }
+    }
+    forget();
+    session
+        .send(AgentMessage::Stream(StreamMessage::Close {
+            conn_id,
+            error,
+        }))
+        .await;
+}
+
+/// How [`send_within_credit`] ended.
+enum Sent {
+    All,
+    /// The copy fell too far behind (the fan-out decides; only the caller sees this).
+    Overflow,
+    /// The session unsubscribed or its link is gone.
+    SessionGone,
+    /// No more credit will come: the stream was closed or failed.
+    NoCredit,
+}
+
+/// Sends `data` as Data messages, each within the credit the session returned.
+async fn send_within_credit(
+    session: &SessionTx,
+    credit: &StreamCredit,
+    conn_id: ConnId,
+    data: &[u8],
+) -> Sent {
+    let mut off = 0;
+    while off < data.len() {
+        let Some(n) = credit.reserve(data.len() - off).await else {
+            return Sent::NoCredit;
+        };
+        let msg = StreamMessage::Data {
+            conn_id,
+            data: data[off..off + n].to_vec().into(),
+        };
+        if !session.send(AgentMessage::Stream(msg)).await {
+            return Sent::SessionGone;
+        }
+        off += n;
+    }
+    Sent::All
 }
 
 /// Handles one connection accepted on the redirect listener of `port`.
@@ -318,7 +456,7 @@ pub(super) async fn handle(
         client: peer,
         server: original_dst(&client, port),
     };
-    let tee = start_mirrors(info, subs.mirrors.clone());
+    let tee = start_mirrors(&inner, info, subs.mirrors.clone());
     if let Some(stealer) = subs.steal_all.clone() {
         steal_whole(inner, info, stealer, Tee::new(client, tee)).await;
         return;
@@ -352,8 +490,9 @@ async fn passthrough(inner: &Inner, info: ConnInfo, mut client: Tee<TcpStream>) 
     }
 }
 
-/// Hands the whole connection to `stealer`: client data goes to the session, the session's
-/// [`StreamMessage`]s (through [`super::Incoming::from_session`]) go to the client.
+/// Hands the whole connection to `stealer`: client data goes to the session within the credit
+/// it returns, the session's [`StreamMessage`]s (through [`super::Incoming::from_session`]) go to
+/// the client, and credit goes back as the client's socket takes them.
 async fn steal_whole(
     inner: Arc<Inner>,
     info: ConnInfo,
@@ -361,7 +500,7 @@ async fn steal_whole(
     client: Tee<TcpStream>,
 ) {
     let conn_id = info.conn_id;
-    let (tx, mut from_session) = mpsc::channel::<StreamMessage>(FROM_SESSION_CAPACITY);
+    let (tx, mut from_session, credit) = flow::stream(conn_id);
     inner.conns.lock().expect("conns lock").insert(
         conn_id,
         StolenConn {
@@ -377,15 +516,19 @@ async fn steal_whole(
     let (mut rd, mut wr) = tokio::io::split(client);
     let reader = async {
         let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            match rd.read(&mut buf).await {
+        // Without credit the client is not read: TCP pushes back on it, nothing queues here.
+        // No credit for good means the stream ended: the writer's side tells why.
+        while let Some(room) = credit.reserve(READ_CHUNK).await {
+            match rd.read(&mut buf[..room]).await {
                 Ok(0) => {
+                    credit.unreserve(room);
                     stealer
                         .send(AgentMessage::Stream(StreamMessage::Eof { conn_id }))
                         .await;
                     return None;
                 }
                 Ok(n) => {
+                    credit.unreserve(room - n);
                     let msg = StreamMessage::Data {
                         conn_id,
                         data: buf[..n].to_vec().into(),
@@ -397,6 +540,7 @@ async fn steal_whole(
                 Err(e) => return Some(e.to_string()),
             }
         }
+        None
     };
     let writer = async {
         while let Some(msg) = from_session.recv().await {
@@ -405,13 +549,18 @@ async fn steal_whole(
                     if let Err(e) = wr.write_all(data.as_slice()).await {
                         return Err(e.to_string());
                     }
+                    if let Some(credit) = from_session.consumed(data.len()) {
+                        stealer.send(AgentMessage::Stream(credit)).await;
+                    }
                 }
                 StreamMessage::Eof { .. } => {
                     let _ = wr.shutdown().await;
                     return Ok(());
                 }
-                StreamMessage::Close { .. } => return Err(String::new()),
-                StreamMessage::Datagram { .. } => {}
+                // From the session (already unregistered: nothing goes back), or a flow-control
+                // violation (still registered: the session is told why).
+                StreamMessage::Close { error, .. } => return Err(error.unwrap_or_default()),
+                StreamMessage::Datagram { .. } | StreamMessage::Credit { .. } => {}
             }
         }
         // The session let go of the connection (unsubscribed or gone).

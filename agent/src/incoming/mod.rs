@@ -23,6 +23,12 @@
 //!
 //! Mirror sessions get a copy of what the client sends in every case.
 //!
+//! Stolen and mirrored connections are flow-controlled streams ([`tether_protocol::flow`]):
+//! client data goes to a session only within the credit that session returned, so a session
+//! that stops draining one connection holds up nothing else. A stolen connection then stops
+//! being read (TCP pushes back on the client); a mirror copy is queued apart from the real
+//! connection and dropped for that session once it falls too far behind.
+//!
 //! Coexistence: any number of mirrors; any number of filtered steals from different sessions (the
 //! first subscribed filter that matches a request wins); an unfiltered steal excludes every other
 //! session's steal of the port ([`AgentError::PortAlreadyStolen`]).
@@ -55,6 +61,7 @@ use std::sync::{Arc, RwLock};
 
 use socket2::{Domain, Socket, Type};
 use tether_protocol::agent::AgentMessage;
+use tether_protocol::flow::StreamTx;
 use tether_protocol::incoming::{
     HttpFilter, HttpRequestId, HttpResponse, IncomingEvent, IncomingMode,
 };
@@ -86,6 +93,9 @@ pub(crate) struct Inner {
     ports: tokio::sync::Mutex<HashMap<u16, Port>>,
     /// Stolen whole connections, by id.
     conns: std::sync::Mutex<HashMap<ConnId, StolenConn>>,
+    /// Mirror copies, by session and connection id (every mirror session of a connection gets
+    /// the same id): where the sessions' credit for them goes.
+    mirrors: std::sync::Mutex<HashMap<(SessionId, ConnId), MirrorConn>>,
     /// Stolen HTTP requests waiting for their session's answer.
     pending: std::sync::Mutex<HashMap<HttpRequestId, Pending>>,
     next_conn: AtomicU64,
@@ -193,11 +203,19 @@ pub(crate) struct PortSubs {
     filtered: Vec<(SessionTx, Arc<Matcher>)>,
 }
 
-/// A connection stolen whole: where `from_session` sends the session's side.
+/// A connection stolen whole: where `from_session` sends the session's side. Dropping it ends
+/// the connection's task.
 pub(crate) struct StolenConn {
     session: SessionId,
     port: u16,
-    tx: mpsc::Sender<StreamMessage>,
+    tx: StreamTx,
+}
+
+/// One session's copy of a mirrored connection: the session only returns credit (and may close
+/// it). Dropping it stops the copy to that session.
+pub(crate) struct MirrorConn {
+    port: u16,
+    tx: StreamTx,
 }
 
 /// A stolen request waiting for the session's response.
@@ -463,6 +481,10 @@ impl Inner {
             .lock()
             .expect("conns lock")
             .retain(|_, c| !hit(c.session, c.port));
+        self.mirrors
+            .lock()
+            .expect("mirrors lock")
+            .retain(|(s, _), m| !hit(*s, m.port));
         self.pending
             .lock()
             .expect("pending lock")
@@ -555,6 +577,7 @@ impl Incoming {
             rules: Default::default(),
             ports: Default::default(),
             conns: Default::default(),
+            mirrors: Default::default(),
             pending: Default::default(),
             next_conn: AtomicU64::new(1),
             next_request: AtomicU64::new(1),
@@ -624,26 +647,60 @@ impl Incoming {
         Ok(())
     }
 
-    /// Data or lifecycle from the session for a stolen connection. Messages for connections the
-    /// session does not own (mirrored ones, closed ones) are dropped.
+    /// Data, credit or lifecycle from the session for a stolen connection, or credit and close
+    /// for its copy of a mirrored one. Messages for connections the session does not own (closed
+    /// ones, another session's) are dropped. Never waits: a session that sends past its window
+    /// gets that connection closed.
     #[allow(clippy::wrong_self_convention)] // named for the data's direction: from the session
-    pub async fn from_session(&self, session: SessionId, msg: StreamMessage) {
+    pub fn from_session(&self, session: SessionId, msg: StreamMessage) {
         let conn_id = msg.conn_id();
-        let tx = {
+        let closing = matches!(msg, StreamMessage::Close { .. });
+        let pushed = {
             let mut conns = self.inner.conns.lock().expect("conns lock");
             match conns.get(&conn_id) {
                 Some(c) if c.session == session => {
-                    let tx = c.tx.clone();
-                    if matches!(msg, StreamMessage::Close { .. }) {
+                    let pushed = c.tx.push(msg);
+                    if closing {
                         // Closed by the session: no Close goes back.
                         conns.remove(&conn_id);
                     }
-                    tx
+                    pushed
                 }
-                _ => return,
+                Some(_) => return,
+                None => {
+                    drop(conns);
+                    let mut mirrors = self.inner.mirrors.lock().expect("mirrors lock");
+                    let Some(m) = mirrors.get(&(session, conn_id)) else {
+                        return;
+                    };
+                    let pushed = m.tx.push(msg);
+                    if closing {
+                        mirrors.remove(&(session, conn_id));
+                    }
+                    pushed
+                }
             }
         };
-        let _ = tx.send(msg).await;
+        if let Err(violation) = pushed {
+            tracing::warn!(
+                session,
+                conn_id,
+                "closing the connection's stream: {violation}"
+            );
+            // The connection's task sees a Close carrying the violation and tells the session.
+            let conns = self.inner.conns.lock().expect("conns lock");
+            if let Some(c) = conns.get(&conn_id) {
+                c.tx.fail(violation.to_string());
+            } else if let Some(m) = self
+                .inner
+                .mirrors
+                .lock()
+                .expect("mirrors lock")
+                .get(&(session, conn_id))
+            {
+                m.tx.fail(violation.to_string());
+            }
+        }
     }
 
     /// The session's answer to a stolen HTTP request.
@@ -688,6 +745,7 @@ async fn lose_all(inner: &Inner, reason: &str) {
         inner.close_port(port, p).await;
     }
     inner.conns.lock().expect("conns lock").clear();
+    inner.mirrors.lock().expect("mirrors lock").clear();
     inner.pending.lock().expect("pending lock").clear();
 }
 

@@ -283,8 +283,7 @@ async fn steal_whole_port() {
             conn_id,
             data: b"stolen".as_slice().into(),
         },
-    )
-    .await;
+    );
     let mut buf = [0u8; 6];
     client.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"stolen");
@@ -300,8 +299,7 @@ async fn steal_whole_port() {
             conn_id,
             error: None,
         },
-    )
-    .await;
+    );
     assert_eq!(client.read(&mut buf).await.unwrap(), 0);
     // Another session cannot steal the port, not even with a filter; a mirror can join.
     let (tx2, _rx2) = mpsc::channel(64);
@@ -569,8 +567,7 @@ async fn ipv6_clients_are_stolen_and_mirrored() {
             conn_id,
             data: b"stolen six".as_slice().into(),
         },
-    )
-    .await;
+    );
     let mut buf = [0u8; 10];
     client.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"stolen six");

@@ -4,9 +4,15 @@
 //! ```text
 //! callers --ClientMessage--> writer task --frames--> agent
 //! agent --frames--> reader task --Response--> pending request (by id)
-//!                               --StreamMessage--> stream receiver (by conn_id)
+//!                               --StreamMessage--> stream inbox (by conn_id), never waits
 //!                               --IncomingEvent--> event receiver (one per link)
 //! ```
+//!
+//! **Flow control:** every TCP stream has a credit window per direction
+//! ([`tether_protocol::flow`]). The reader puts a stream's data into its inbox without waiting
+//! (the window bounds it) and hands the agent's credit to the stream's sender, so a local socket
+//! that does not drain its stream (a debuggee paused at a breakpoint) stalls that stream only,
+//! never the link. An agent that sends past a window gets that stream closed, not the link.
 //!
 //! Request ids are allocated here, so callers (the session router) never put their own ids on the
 //! wire. Outgoing stream ids are allocated here too, with [`AGENT_CONN_ID_BIT`] clear; incoming
@@ -38,6 +44,7 @@ use tether_protocol::agent::{
     AgentHello, AgentMessage, ClientHello, ClientMessage, Request, Response,
 };
 use tether_protocol::codec::FrameCodec;
+use tether_protocol::flow::{self, StreamCredit, StreamInbox, StreamTx};
 use tether_protocol::incoming::{HttpRequest, IncomingEvent, IncomingMode};
 use tether_protocol::outgoing::StreamMessage;
 use tether_protocol::{AGENT_CONN_ID_BIT, ConnId, PROTOCOL_VERSION, RequestId, is_agent_conn_id};
@@ -137,10 +144,6 @@ impl std::fmt::Debug for Redial {
 
 /// Messages queued for the writer task. Bounded: a caller that outpaces the agent link waits.
 const WRITE_QUEUE: usize = 256;
-/// Per-stream queue of messages from the agent. When a local socket does not drain its stream, the
-/// reader waits here, which stalls the whole link (TCP backpressure to the agent) rather than
-/// buffering without bound.
-const STREAM_QUEUE: usize = 256;
 /// Incoming events waiting for the session router.
 const EVENT_QUEUE: usize = 1024;
 
@@ -199,7 +202,8 @@ struct State {
     /// The transport dropped and a new one is being dialled.
     reconnecting: bool,
     pending: HashMap<RequestId, Pending>,
-    streams: HashMap<ConnId, mpsc::Sender<StreamMessage>>,
+    /// What the agent sends on each stream goes here; dropping one ends that stream.
+    streams: HashMap<ConnId, StreamTx>,
 }
 
 /// One transport's tasks: its write queue and the switch that stops them.
@@ -250,14 +254,15 @@ impl std::fmt::Debug for AgentClient {
     }
 }
 
-/// The receiving half of one stream. Dropping it unregisters the stream; later messages for it
-/// from the agent are discarded.
+/// The local end of one stream: what the agent sends on it, and the credit to send to it.
+/// Dropping it unregisters the stream; later messages for it from the agent are discarded.
 #[derive(Debug)]
 pub struct StreamRx {
     conn_id: ConnId,
     /// The transport it belongs to: ids are reused on a new one.
     generation: u64,
-    rx: mpsc::Receiver<StreamMessage>,
+    inbox: StreamInbox,
+    credit: StreamCredit,
     link: Weak<Inner>,
 }
 
@@ -267,9 +272,21 @@ impl StreamRx {
         self.conn_id
     }
 
-    /// The next message, or `None` when the link went down (treat as a reset).
+    /// The next message, or `None` when the link went down (treat as a reset). Never yields
+    /// [`StreamMessage::Credit`]: the link hands that to [`StreamRx::credit`].
     pub async fn recv(&mut self) -> Option<StreamMessage> {
-        self.rx.recv().await
+        self.inbox.recv().await
+    }
+
+    /// `n` bytes of Data from [`StreamRx::recv`] reached the local socket (or were dropped on
+    /// purpose). Returns the credit message to send to the agent when one is due.
+    pub fn consumed(&self, n: usize) -> Option<ClientMessage> {
+        self.inbox.consumed(n).map(ClientMessage::Stream)
+    }
+
+    /// The credit the agent returned for this stream: send Data only within it.
+    pub fn credit(&self) -> StreamCredit {
+        self.credit.clone()
     }
 }
 
@@ -739,7 +756,7 @@ impl AgentClient {
 }
 
 fn register_stream(inner: &Arc<Inner>, conn_id: ConnId) -> Result<StreamRx, LinkDown> {
-    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let (tx, inbox, credit) = flow::stream(conn_id);
     let mut st = inner.lock();
     if let Some(why) = &st.down {
         return Err(why.clone());
@@ -751,7 +768,8 @@ fn register_stream(inner: &Arc<Inner>, conn_id: ConnId) -> Result<StreamRx, Link
     Ok(StreamRx {
         conn_id,
         generation: st.current.id,
-        rx,
+        inbox,
+        credit,
         link: Arc::downgrade(inner),
     })
 }
@@ -857,21 +875,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             AgentMessage::Stream(m) => {
-                let tx = inner.lock().streams.get(&m.conn_id()).cloned();
-                match tx {
-                    // Waiting here is the backpressure: a full stream stalls the link.
-                    Some(tx) => {
-                        let mut d = generation.dead.subscribe();
-                        drop(inner);
-                        live.blocked.store(true, Ordering::Relaxed);
-                        tokio::select! {
-                            _ = tx.send(m) => {}
-                            _ = d.wait_for(|d| *d) => return,
-                        }
-                        live.blocked.store(false, Ordering::Relaxed);
-                        live.touch();
+                let conn_id = m.conn_id();
+                // Never waits: the stream's window bounds what its inbox holds.
+                let mut st = inner.lock();
+                let violation = match st.streams.get(&conn_id) {
+                    Some(tx) => tx.push(m).err(),
+                    None => {
+                        tracing::trace!(conn_id, "data for a closed stream");
+                        None
                     }
-                    None => tracing::trace!(conn_id = m.conn_id(), "data for a closed stream"),
+                };
+                if let Some(v) = violation {
+                    let tx = st.streams.remove(&conn_id);
+                    drop(st);
+                    close_violating_stream(&generation, tx, conn_id, v);
                 }
             }
             AgentMessage::Incoming(ev) => {
@@ -930,11 +947,37 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// The agent broke the flow-control rules of one stream: close that stream at both ends (the
+/// link and every other stream go on). Never waits.
+fn close_violating_stream(
+    generation: &Generation,
+    tx: Option<StreamTx>,
+    conn_id: ConnId,
+    violation: flow::FlowError,
+) {
+    tracing::warn!(conn_id, "closing the stream: {violation}");
+    let error = violation.to_string();
+    if let Some(tx) = tx {
+        tx.fail(error.clone());
+    }
+    let close = ClientMessage::Stream(StreamMessage::Close {
+        conn_id,
+        error: Some(error),
+    });
+    if let Err(mpsc::error::TrySendError::Full(close)) = generation.tx.try_send(close) {
+        let queue = generation.tx.clone();
+        tokio::spawn(async move {
+            let _ = queue.send(close).await;
+        });
+    }
+}
+
 /// What the ping loop needs to know about the reader.
 struct Liveness {
     /// When the last message arrived from the agent.
     last_rx: Mutex<Instant>,
-    /// The reader is waiting for a slow local consumer, so silence proves nothing.
+    /// The reader is waiting for the session router to take an event, so silence proves
+    /// nothing.
     blocked: std::sync::atomic::AtomicBool,
 }
 

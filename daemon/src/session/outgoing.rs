@@ -118,7 +118,9 @@ pub(crate) async fn connect_tcp(
 }
 
 /// `LayerRequest::ConnectUdp`: a UDP socket in the target and a local relay socket the app's
-/// socket talks to. The relay lives as long as the process.
+/// socket talks to. The relay lives as long as the process. Datagrams carry no flow-control
+/// credit: the stream's inbox drops them once [`tether_protocol::flow::DATAGRAM_QUEUE`] wait, as
+/// a full socket buffer would, so a relay nobody drains never holds up the agent link.
 pub(crate) async fn connect_udp(
     shared: &Arc<Shared>,
     pid: u32,

@@ -1,4 +1,6 @@
-//! Relays bytes between a local TCP socket and an agent stream, both ways, with half-close.
+//! Relays bytes between a local TCP socket and an agent stream, both ways, with half-close and
+//! per-stream flow control: the local socket is read only while the agent has room for the
+//! bytes (its credit), and credit goes back to the agent as the local socket takes its bytes.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +12,8 @@ use tokio::net::TcpStream;
 use super::events::{ByteMeter, OpenGuard, add};
 use crate::agent_link::{AgentClient, StreamRx};
 
-/// Read size from local sockets: big reads mean few frames on the agent link.
+/// Read size from local sockets: big reads mean few frames on the agent link. A quarter of the
+/// flow-control window, so a stream keeps several reads in flight.
 const CHUNK: usize = 256 * 1024;
 
 /// How the local side of a piped connection behaves.
@@ -38,10 +41,23 @@ pub(crate) async fn pipe(
     let (mut rd, mut wr) = sock.into_split();
 
     let up_agent = agent.clone();
+    let credit = stream.credit();
     let up = async move {
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = rd.read(&mut buf).await?;
+            // Read only what the agent has room for. No credit for good means the stream ended
+            // (the link dropped, or the agent broke the flow rules): the other half says how.
+            let room = match dir {
+                Direction::Both => match credit.reserve(CHUNK).await {
+                    Some(room) => room,
+                    None => return Ok(()),
+                },
+                Direction::DiscardLocal => CHUNK,
+            };
+            let n = rd.read(&mut buf[..room]).await?;
+            if dir == Direction::Both {
+                credit.unreserve(room - n);
+            }
             if n == 0 {
                 if dir == Direction::Both {
                     up_agent
@@ -73,6 +89,10 @@ pub(crate) async fn pipe(
                         wr.write_all(data.as_slice()).await?;
                         add(&meter.down, data.as_slice().len() as u64);
                     }
+                    // The local socket took the bytes: the agent may send that much more.
+                    if let Some(credit) = stream.consumed(data.len()) {
+                        let _ = agent.send(credit).await;
+                    }
                 }
                 StreamMessage::Eof { .. } => {
                     wr.shutdown().await?;
@@ -85,7 +105,7 @@ pub(crate) async fn pipe(
                     }
                     return Ok::<_, std::io::Error>(());
                 }
-                StreamMessage::Datagram { .. } => {}
+                StreamMessage::Datagram { .. } | StreamMessage::Credit { .. } => {}
             }
         }
         Ok(())

@@ -133,6 +133,16 @@ pub fn standard_handler() -> Handler {
                 conn_id: *conn_id,
             })]
         }
+        // The echo sends back what it got: the daemon's credit for the echo is the echo's own
+        // credit, so this agent never has more in flight than the daemon allows.
+        ClientMessage::Stream(StreamMessage::Credit { conn_id, bytes })
+            if *conn_id & AGENT_CONN_ID_BIT == 0 =>
+        {
+            vec![AgentMessage::Stream(StreamMessage::Credit {
+                conn_id: *conn_id,
+                bytes: *bytes,
+            })]
+        }
         _ => vec![],
     })
 }
