@@ -332,7 +332,7 @@ fn serve_conn(
     let _ = write_frame(
         &mut s,
         &DaemonMessage::Hello(DaemonHello {
-            protocol_version: 1,
+            protocol_version: tether_protocol::PROTOCOL_VERSION,
             policy,
         }),
     );
