@@ -47,8 +47,9 @@ pub use payload::Payload;
 /// The protocol version this build speaks. Both links negotiate `min(ours, theirs)`.
 ///
 /// Changelog:
-/// - 2: per-stream flow control ([`flow`], [`outgoing::StreamMessage::Credit`]). A version 1
-///   peer sends without credit and never returns any, so it is refused, not talked down to.
+/// - 2: per-stream flow control ([`flow`], [`outgoing::StreamMessage::Credit`]) and
+///   [`file::FileRequest::Symlink`]. A version 1 peer sends without credit and never returns
+///   any, so it is refused, not talked down to.
 /// - 1: first version.
 pub const PROTOCOL_VERSION: u32 = 2;
 
