@@ -2,8 +2,8 @@
 //!
 //! Each direction of a TCP stream has a window of [`STREAM_WINDOW`] bytes. The sender starts
 //! with that much credit, reads from its socket only while it has credit, and never sends more
-//! [`StreamMessage::Data`] than its credit. The receiver returns credit with
-//! [`StreamMessage::Credit`] as its own socket accepts the bytes (in batches of
+//! [`StreamMessage::Data`](crate::outgoing::StreamMessage::Data) than its credit. The receiver returns credit with
+//! [`StreamMessage::Credit`](crate::outgoing::StreamMessage::Credit) as its own socket accepts the bytes (in batches of
 //! [`CREDIT_BATCH`]). So a receiver never queues more than one window per stream, and the link's
 //! reader never waits for a stream: a socket nobody reads (a debuggee paused at a breakpoint)
 //! stalls its own stream, not every stream, file operation and lookup of the session.
@@ -11,7 +11,7 @@
 //! A peer that sends past the window, or returns more credit than it could owe, breaks the
 //! protocol: the receiver closes that stream (and says why), never the link.
 //!
-//! UDP streams ([`StreamMessage::Datagram`]) carry no credit: a receiver queues at most
+//! UDP streams ([`StreamMessage::Datagram`](crate::outgoing::StreamMessage::Datagram)) carry no credit: a receiver queues at most
 //! [`DATAGRAM_QUEUE`] datagrams per stream and drops the rest, as a full socket buffer would.
 //!
 //! The accounting ([`RecvWindow`], [`SendWindow`]) is plain data; with the `tokio` feature,

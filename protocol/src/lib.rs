@@ -9,7 +9,7 @@
 //! - [`codec`]: length-prefixed frames (u32 big-endian length + bincode 2 payload), blocking and
 //!   (feature `tokio`) async; decoders reject oversize or malformed frames with an error.
 //! - [`agent`] and [`layer`]: the top-level messages of each link.
-//! - [`file`], [`dns`], [`outgoing`], [`incoming`]: operations shared by both links, so the daemon
+//! - [`file`](mod@file), [`dns`], [`outgoing`], [`incoming`]: operations shared by both links, so the daemon
 //!   forwards most layer requests to the agent without translating them.
 //! - [`flow`]: per-stream flow control (credit windows) and, with `tokio`, the stream queues
 //!   that enforce it at both ends of the agent link.
