@@ -13,26 +13,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Agent, Net, Pod, PodSpec, TOKEN, sleeper};
+use common::{Agent, Link, Net, Pod, TOKEN, open_link, sleeper};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
-use tether_protocol::agent::{AgentMessage, ClientHello, ClientMessage, Request, Response};
-use tether_protocol::codec::FrameCodec;
+use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
 use tether_protocol::file::{FileRequest, FileResponse};
 use tether_protocol::flow::{CREDIT_BATCH, STREAM_WINDOW};
 use tether_protocol::outgoing::{OutgoingRequest, StreamMessage};
 use tether_protocol::{ConnId, PROTOCOL_VERSION, Payload, RequestId};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_util::codec::Framed;
 
 /// Long enough for a loaded CI machine; only there to turn a hang into a failure.
 const HANG: Duration = Duration::from_secs(30);
 
 /// Bytes per Data message the client sends.
 const CHUNK: usize = 256 * 1024;
-
-type Link = Framed<TcpStream, FrameCodec<ClientMessage, AgentMessage>>;
 
 #[derive(Default)]
 struct Shared {
@@ -57,20 +52,8 @@ struct FlowClient {
 
 impl FlowClient {
     async fn connect(addr: SocketAddr) -> FlowClient {
-        let mut link = Framed::new(TcpStream::connect(addr).await.unwrap(), FrameCodec::new());
-        link.send(ClientMessage::Hello(ClientHello {
-            protocol_version: PROTOCOL_VERSION,
-            token: TOKEN.into(),
-            client: "agent-flow-tests".into(),
-            session_id: "flow".into(),
-        }))
-        .await
-        .unwrap();
-        let hello = tokio::time::timeout(HANG, link.next()).await.unwrap();
-        assert!(
-            matches!(hello, Some(Ok(AgentMessage::Hello(_)))),
-            "{hello:?}"
-        );
+        let (link, hello) = open_link(addr, TOKEN, PROTOCOL_VERSION).await;
+        assert!(matches!(hello, AgentMessage::Hello(_)), "{hello:?}");
         let (sink, mut stream) = link.split();
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
@@ -226,37 +209,23 @@ impl FlowClient {
 
 /// A pod whose server accepts connections on 7002 and never reads from them.
 fn sink_pod(net: &Net) -> Pod {
-    Pod::start(
+    Pod::run(
         net,
-        PodSpec {
-            name: "sink",
-            hostname: "sink",
-            env: &[],
-            cmd: &[
-                "/usr/bin/python3",
-                "-c",
-                "import socket,time\n\
-                 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                 s.bind(('0.0.0.0', 7002)); s.listen(8)\n\
-                 held=[]\n\
-                 while True:\n    c, _ = s.accept(); held.append(c)",
-            ],
-        },
-        |_| {},
+        "sink",
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket,time\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('0.0.0.0', 7002)); s.listen(8)\n\
+             held=[]\n\
+             while True:\n    c, _ = s.accept(); held.append(c)",
+        ],
     )
 }
 
 fn echo_pod(net: &Net) -> Pod {
-    Pod::start(
-        net,
-        PodSpec {
-            name: "echo",
-            hostname: "echo",
-            env: &[],
-            cmd: &["/testsrv", "tcp-echo", "--port", "7000"],
-        },
-        |_| {},
-    )
+    Pod::run(net, "echo", &["/testsrv", "tcp-echo", "--port", "7000"])
 }
 
 /// Deterministic bytes that differ at every offset of a long stream (xorshift).

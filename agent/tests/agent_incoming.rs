@@ -7,45 +7,36 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Net, Pod, PodSpec, TOKEN};
-use futures::{SinkExt, StreamExt};
+use common::{Agent, Client, Net, Pod};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tether_protocol::agent::{AgentMessage, ClientHello, ClientMessage, Request as AgentRequest};
-use tether_protocol::codec::FrameCodec;
+use tether_protocol::agent::{AgentMessage, ClientMessage, Request as AgentRequest};
 use tether_protocol::incoming::{
     Header, HttpFilter, HttpResponse, IncomingEvent, IncomingMode, IncomingRequest,
 };
 use tether_protocol::outgoing::StreamMessage;
-use tether_protocol::{AgentError, PROTOCOL_VERSION, is_agent_conn_id};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tether_protocol::{AgentError, is_agent_conn_id};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
 
 const PORT: u16 = 8080;
 
 /// A pod running `tether-testsrv http-echo` on [`PORT`], answering with instance `pod`.
 fn http_pod(net: &Net, name: &str) -> Pod {
     let port = PORT.to_string();
-    Pod::start(
+    Pod::run(
         net,
-        PodSpec {
-            name,
-            hostname: name,
-            env: &[],
-            cmd: &["/testsrv", "http-echo", "--port", &port, "--name", "pod"],
-        },
-        |_| {},
+        name,
+        &["/testsrv", "http-echo", "--port", &port, "--name", "pod"],
     )
 }
 
@@ -187,173 +178,71 @@ async fn get(
     (instance, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// A running agent whose stdout we read for its address.
-struct Agent {
-    child: tokio::process::Child,
-    addr: SocketAddr,
+/// An agent on `pid` with extra `env`, started through `wrapper` (empty: directly).
+async fn start_agent(pid: u32, env: &[(&str, &str)], wrapper: &[&str]) -> Agent {
+    let pid = pid.to_string();
+    Agent::spawn_wrapped(wrapper, &["--target-pid", &pid, "--agent-id", "it"], env).await
 }
 
-impl Agent {
-    async fn start(pid: u32, env: &[(&str, &str)], wrapper: &[&str]) -> Agent {
-        let exe = env!("CARGO_BIN_EXE_tether-agent");
-        let mut argv: Vec<&str> = wrapper.to_vec();
-        argv.push(exe);
-        let pid = pid.to_string();
-        argv.extend([
-            "--target-pid",
-            &pid,
-            "--listen",
-            "127.0.0.1:0",
-            "--agent-id",
-            "it",
-        ]);
-        let mut child = tokio::process::Command::new(argv[0])
-            .args(&argv[1..])
-            .env("TETHER_AGENT_TOKEN", TOKEN)
-            .env("TETHER_AGENT_LOG", "debug")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tether-agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("agent ready in time")
-            .unwrap()
-            .expect("agent printed its address");
-        let addr = line
-            .strip_prefix("tether-agent listening on ")
-            .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
-            .parse()
-            .unwrap();
-        Agent { child, addr }
-    }
-
-    async fn session(&self) -> Session {
-        Session::open(self.addr).await
-    }
-}
-
-/// One daemon-side session on the agent link.
-struct Session {
-    link: Framed<TcpStream, FrameCodec<ClientMessage, AgentMessage>>,
-    next_id: u64,
-    queued: VecDeque<AgentMessage>,
-}
-
-impl Session {
-    async fn open(addr: SocketAddr) -> Session {
-        let mut link = Framed::new(TcpStream::connect(addr).await.unwrap(), FrameCodec::new());
-        link.send(ClientMessage::Hello(ClientHello {
-            protocol_version: PROTOCOL_VERSION,
-            token: TOKEN.into(),
-            client: "incoming-tests".into(),
-            session_id: "t".into(),
-        }))
-        .await
-        .unwrap();
-        let mut s = Session {
-            link,
-            next_id: 1,
-            queued: VecDeque::new(),
-        };
-        assert!(matches!(s.wire().await, AgentMessage::Hello(_)));
-        s
-    }
-
-    async fn wire(&mut self) -> AgentMessage {
-        tokio::time::timeout(Duration::from_secs(10), self.link.next())
-            .await
-            .expect("agent message in time")
-            .expect("link open")
-            .expect("decodable")
-    }
-
-    async fn send(&mut self, msg: ClientMessage) {
-        self.link.send(msg).await.unwrap();
-    }
-
-    /// The next message that is not a request's answer.
-    async fn next(&mut self) -> AgentMessage {
-        match self.queued.pop_front() {
-            Some(m) => m,
-            None => self.wire().await,
+/// Sends an incoming request; Ok once the agent answered it, its error if it failed.
+async fn incoming(s: &mut Client, req: IncomingRequest) -> Result<(), AgentError> {
+    match s.request(AgentRequest::Incoming(req)).await {
+        AgentMessage::Response { result, .. } => {
+            result.expect("no errno for incoming requests");
+            Ok(())
         }
+        AgentMessage::Failed { error, .. } => Err(error),
+        other => unreachable!("not an answer: {other:?}"),
     }
+}
 
-    async fn incoming(&mut self, req: IncomingRequest) -> Result<(), AgentError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(ClientMessage::Request {
-            id,
-            body: AgentRequest::Incoming(req),
-        })
-        .await;
-        loop {
-            match self.wire().await {
-                AgentMessage::Response { id: i, result } if i == id => {
-                    result.expect("no errno for incoming requests");
-                    return Ok(());
-                }
-                AgentMessage::Failed { id: i, error } if i == id => return Err(error),
-                other => self.queued.push_back(other),
-            }
-        }
-    }
-
-    async fn subscribe(
-        &mut self,
-        mode: IncomingMode,
-        filter: Option<HttpFilter>,
-    ) -> Result<(), AgentError> {
-        self.incoming(IncomingRequest::Subscribe {
+/// Subscribes to [`PORT`].
+async fn subscribe(
+    s: &mut Client,
+    mode: IncomingMode,
+    filter: Option<HttpFilter>,
+) -> Result<(), AgentError> {
+    incoming(
+        s,
+        IncomingRequest::Subscribe {
             port: PORT,
             mode,
             filter,
-        })
-        .await
-    }
+        },
+    )
+    .await
+}
 
-    /// Answers every stolen request with `<name> <method> <uri>` from instance `name`, in the
-    /// background, until the returned task is aborted (which ends the session).
-    fn answer_requests(mut self, name: &'static str) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            while let Some(Ok(msg)) = self.link.next().await {
-                if let AgentMessage::Incoming(IncomingEvent::Request(r)) = msg {
-                    let body = format!("{name} {} {} {}", r.method, r.uri, r.body.len());
-                    let resp = HttpResponse {
-                        id: r.id,
-                        status: 200,
-                        headers: vec![Header {
-                            name: "X-Tether-Instance".into(),
-                            value: name.as_bytes().into(),
-                        }],
-                        body: body.into_bytes().into(),
-                    };
-                    if self
-                        .link
-                        .send(ClientMessage::HttpResponse(resp))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+/// Answers every stolen request with `<name> <method> <uri>` from instance `name`, in the
+/// background, until the returned task is aborted (which ends the session).
+fn answer_requests(mut s: Client, name: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(msg) = s.next_or_closed().await {
+            if let AgentMessage::Incoming(IncomingEvent::Request(r)) = msg {
+                let body = format!("{name} {} {} {}", r.method, r.uri, r.body.len());
+                let resp = HttpResponse {
+                    id: r.id,
+                    status: 200,
+                    headers: vec![Header {
+                        name: "X-Tether-Instance".into(),
+                        value: name.as_bytes().into(),
+                    }],
+                    body: body.into_bytes().into(),
+                };
+                s.send(ClientMessage::HttpResponse(resp)).await;
             }
-        })
-    }
+        }
+    })
 }
 
 #[tokio::test]
 async fn two_mirror_sessions_get_copies_while_the_pod_answers() {
     let env = Env::new("mir").await;
-    let agent = Agent::start(env.pod.pid(), &[], &[]).await;
-    let mut a = agent.session().await;
-    let mut b = agent.session().await;
-    a.subscribe(IncomingMode::Mirror, None).await.unwrap();
-    b.subscribe(IncomingMode::Mirror, None).await.unwrap();
+    let agent = start_agent(env.pod.pid(), &[], &[]).await;
+    let mut a = agent.client().await;
+    let mut b = agent.client().await;
+    subscribe(&mut a, IncomingMode::Mirror, None).await.unwrap();
+    subscribe(&mut b, IncomingMode::Mirror, None).await.unwrap();
     assert!(
         env.nat_rules()
             .contains(&format!("--dport {PORT} -j REDIRECT"))
@@ -369,7 +258,7 @@ async fn two_mirror_sessions_get_copies_while_the_pod_answers() {
             port,
             server,
             ..
-        }) = s.next().await
+        }) = s.recv().await
         else {
             panic!("expected a new connection")
         };
@@ -380,7 +269,7 @@ async fn two_mirror_sessions_get_copies_while_the_pod_answers() {
         );
         let mut copy = Vec::new();
         while !copy.ends_with(b"payload") {
-            match s.next().await {
+            match s.recv().await {
                 AgentMessage::Stream(StreamMessage::Data { conn_id: c, data }) => {
                     assert_eq!(c, conn_id);
                     copy.extend_from_slice(data.as_slice());
@@ -391,26 +280,31 @@ async fn two_mirror_sessions_get_copies_while_the_pod_answers() {
         assert!(copy.starts_with(b"GET /mirrored HTTP/1.1\r\n"));
     }
     // A mirror does not keep others from stealing: an unfiltered steal joins it.
-    let mut thief = agent.session().await;
-    thief.subscribe(IncomingMode::Steal, None).await.unwrap();
+    let mut thief = agent.client().await;
+    subscribe(&mut thief, IncomingMode::Steal, None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn steal_whole_port_then_release() {
     let env = Env::new("whl").await;
-    let agent = Agent::start(env.pod.pid(), &[], &[]).await;
-    let mut s = agent.session().await;
-    s.subscribe(IncomingMode::Steal, None).await.unwrap();
+    let agent = start_agent(env.pod.pid(), &[], &[]).await;
+    let mut s = agent.client().await;
+    subscribe(&mut s, IncomingMode::Steal, None).await.unwrap();
     // A second unfiltered steal, and a filtered one, overlap it.
-    let mut other = agent.session().await;
+    let mut other = agent.client().await;
     assert_eq!(
-        other.subscribe(IncomingMode::Steal, None).await,
+        subscribe(&mut other, IncomingMode::Steal, None).await,
         Err(AgentError::PortAlreadyStolen { port: PORT })
     );
     assert_eq!(
-        other
-            .subscribe(IncomingMode::Steal, Some(HttpFilter::Path("/x".into())))
-            .await,
+        subscribe(
+            &mut other,
+            IncomingMode::Steal,
+            Some(HttpFilter::Path("/x".into()))
+        )
+        .await,
         Err(AgentError::PortAlreadyStolen { port: PORT })
     );
 
@@ -421,12 +315,12 @@ async fn steal_whole_port_then_release() {
         mode: IncomingMode::Steal,
         client: peer,
         ..
-    }) = s.next().await
+    }) = s.recv().await
     else {
         panic!("expected a stolen connection")
     };
     assert_eq!(peer.ip(), env.net.info.gateway);
-    let AgentMessage::Stream(StreamMessage::Data { data, .. }) = s.next().await else {
+    let AgentMessage::Stream(StreamMessage::Data { data, .. }) = s.recv().await else {
         panic!("expected data")
     };
     assert_eq!(data.as_slice(), b"hello agent");
@@ -463,14 +357,14 @@ async fn steal_whole_port_then_release() {
         panic!("expected a stolen connection from inside the pod")
     };
     assert_eq!(peer.ip(), env.pod.sandbox.ip);
-    let AgentMessage::Stream(StreamMessage::Data { data, .. }) = s.next().await else {
+    let AgentMessage::Stream(StreamMessage::Data { data, .. }) = s.recv().await else {
         panic!("expected data")
     };
     assert_eq!(data.as_slice(), b"from inside");
     drop(inner);
 
     // Released: the pod answers again and the rule is gone.
-    s.incoming(IncomingRequest::Unsubscribe { port: PORT })
+    incoming(&mut s, IncomingRequest::Unsubscribe { port: PORT })
         .await
         .unwrap();
     assert!(!env.nat_rules().contains("REDIRECT"), "{}", env.nat_rules());
@@ -481,17 +375,18 @@ async fn steal_whole_port_then_release() {
 #[tokio::test]
 async fn filtered_steals_split_keep_alive_connections() {
     let env = Env::new("flt").await;
-    let agent = Agent::start(env.pod.pid(), &[], &[]).await;
-    let mut alice = agent.session().await;
-    alice
-        .subscribe(
-            IncomingMode::Steal,
-            Some(HttpFilter::Header("^x-user: alice$".into())),
-        )
-        .await
-        .unwrap();
-    let mut bob = agent.session().await;
-    bob.subscribe(
+    let agent = start_agent(env.pod.pid(), &[], &[]).await;
+    let mut alice = agent.client().await;
+    subscribe(
+        &mut alice,
+        IncomingMode::Steal,
+        Some(HttpFilter::Header("^x-user: alice$".into())),
+    )
+    .await
+    .unwrap();
+    let mut bob = agent.client().await;
+    subscribe(
+        &mut bob,
         IncomingMode::Steal,
         Some(HttpFilter::AnyOf(vec![
             HttpFilter::Path(r"^/api/v2/.*\?debug=1$".into()),
@@ -501,16 +396,18 @@ async fn filtered_steals_split_keep_alive_connections() {
     .await
     .unwrap();
     // An unfiltered steal overlaps the filtered ones.
-    let mut carol = agent.session().await;
+    let mut carol = agent.client().await;
     assert_eq!(
-        carol.subscribe(IncomingMode::Steal, None).await,
+        subscribe(&mut carol, IncomingMode::Steal, None).await,
         Err(AgentError::PortAlreadyStolen { port: PORT })
     );
     // A mirror coexists with filtered steals and sees every request's bytes.
-    let mut mirror = agent.session().await;
-    mirror.subscribe(IncomingMode::Mirror, None).await.unwrap();
-    let alice = alice.answer_requests("alice");
-    let bob = bob.answer_requests("bob");
+    let mut mirror = agent.client().await;
+    subscribe(&mut mirror, IncomingMode::Mirror, None)
+        .await
+        .unwrap();
+    let alice = answer_requests(alice, "alice");
+    let bob = answer_requests(bob, "bob");
 
     // One keep-alive connection: each request is matched on its own.
     let mut c = env.http1().await;
@@ -552,13 +449,13 @@ async fn filtered_steals_split_keep_alive_connections() {
     let AgentMessage::Incoming(IncomingEvent::NewConnection {
         mode: IncomingMode::Mirror,
         ..
-    }) = mirror.next().await
+    }) = mirror.recv().await
     else {
         panic!("expected a mirrored connection")
     };
     let mut copy = Vec::new();
     while !copy.ends_with(b"PUT /c HTTP/1.1\r\n") && copy.len() < 100_000 {
-        if let AgentMessage::Stream(StreamMessage::Data { data, .. }) = mirror.next().await {
+        if let AgentMessage::Stream(StreamMessage::Data { data, .. }) = mirror.recv().await {
             copy.extend_from_slice(data.as_slice());
             if let Some(i) = copy.windows(5).position(|w| w == b"PUT /") {
                 copy.truncate(i + 5);
@@ -589,9 +486,9 @@ async fn filtered_steals_split_keep_alive_connections() {
 }
 
 /// The next message that is not the close of an earlier connection.
-async fn next_non_close(s: &mut Session) -> AgentMessage {
+async fn next_non_close(s: &mut Client) -> AgentMessage {
     loop {
-        match s.next().await {
+        match s.recv().await {
             AgentMessage::Stream(StreamMessage::Close { .. }) => continue,
             other => return other,
         }
@@ -601,12 +498,12 @@ async fn next_non_close(s: &mut Session) -> AgentMessage {
 #[tokio::test]
 async fn two_agents_on_one_pod_keep_their_own_rules() {
     let env = Env::new("two").await;
-    let mut first = Agent::start(env.pod.pid(), &[], &[]).await;
-    let second = Agent::start(env.pod.pid(), &[], &[]).await;
-    let mut a = first.session().await;
-    a.subscribe(IncomingMode::Mirror, None).await.unwrap();
-    let mut b = second.session().await;
-    b.subscribe(IncomingMode::Steal, None).await.unwrap();
+    let mut first = start_agent(env.pod.pid(), &[], &[]).await;
+    let second = start_agent(env.pod.pid(), &[], &[]).await;
+    let mut a = first.client().await;
+    subscribe(&mut a, IncomingMode::Mirror, None).await.unwrap();
+    let mut b = second.client().await;
+    subscribe(&mut b, IncomingMode::Steal, None).await.unwrap();
     let chains = |rules: &str| {
         rules
             .lines()
@@ -628,7 +525,7 @@ async fn two_agents_on_one_pod_keep_their_own_rules() {
     let mut client = env.connect().await.unwrap();
     client.write_all(b"x").await.unwrap();
     assert!(matches!(
-        b.next().await,
+        b.recv().await,
         AgentMessage::Incoming(IncomingEvent::NewConnection {
             mode: IncomingMode::Steal,
             ..
@@ -639,9 +536,9 @@ async fn two_agents_on_one_pod_keep_their_own_rules() {
 #[tokio::test]
 async fn agent_sigkill_leaves_no_rule() {
     let env = Env::new("kil").await;
-    let mut agent = Agent::start(env.pod.pid(), &[], &[]).await;
-    let mut s = agent.session().await;
-    s.subscribe(IncomingMode::Steal, None).await.unwrap();
+    let mut agent = start_agent(env.pod.pid(), &[], &[]).await;
+    let mut s = agent.client().await;
+    subscribe(&mut s, IncomingMode::Steal, None).await.unwrap();
     let rules = env.nat_rules();
     assert!(rules.contains("-j TETHER-"), "{rules}");
     assert!(rules.contains("REDIRECT"), "{rules}");
@@ -711,7 +608,7 @@ async fn stale_rules_of_a_dead_agent_are_removed_on_start() {
         &live,
     ]);
 
-    let _agent = Agent::start(env.pod.pid(), &[], &[]).await;
+    let _agent = start_agent(env.pod.pid(), &[], &[]).await;
     let mut gone = false;
     for _ in 0..100 {
         if !env.nat_rules().contains(&stale) {
@@ -740,22 +637,19 @@ async fn stale_rules_of_a_dead_agent_are_removed_on_start() {
 #[tokio::test]
 async fn missing_iptables_and_capability_are_reported() {
     let env = Env::new("err").await;
-    let agent = Agent::start(
+    let agent = start_agent(
         env.pod.pid(),
         &[("TETHER_IPTABLES", "/nonexistent/iptables")],
         &[],
     )
     .await;
-    let err = agent
-        .session()
-        .await
-        .subscribe(IncomingMode::Mirror, None)
+    let err = subscribe(&mut agent.client().await, IncomingMode::Mirror, None)
         .await
         .unwrap_err();
     assert!(matches!(err, AgentError::IptablesMissing { .. }), "{err:?}");
 
     // Without CAP_NET_ADMIN (kept: the rest a root agent has, so it can still enter the netns).
-    let agent = Agent::start(
+    let agent = start_agent(
         env.pod.pid(),
         &[],
         &[
@@ -766,10 +660,7 @@ async fn missing_iptables_and_capability_are_reported() {
         ],
     )
     .await;
-    let err = agent
-        .session()
-        .await
-        .subscribe(IncomingMode::Steal, None)
+    let err = subscribe(&mut agent.client().await, IncomingMode::Steal, None)
         .await
         .unwrap_err();
     assert!(
@@ -782,14 +673,14 @@ async fn missing_iptables_and_capability_are_reported() {
 #[tokio::test]
 async fn target_gone_is_reported() {
     let mut env = Env::new("gon").await;
-    let agent = Agent::start(env.pod.pid(), &[], &[]).await;
-    let mut s = agent.session().await;
-    s.subscribe(IncomingMode::Mirror, None).await.unwrap();
+    let agent = start_agent(env.pod.pid(), &[], &[]).await;
+    let mut s = agent.client().await;
+    subscribe(&mut s, IncomingMode::Mirror, None).await.unwrap();
     env.pod.kill();
     // The subscription is lost, and new ones fail with TargetGone.
     let mut lost = false;
     for _ in 0..20 {
-        match s.next().await {
+        match s.recv().await {
             AgentMessage::Incoming(IncomingEvent::SubscriptionLost { port, .. }) => {
                 assert_eq!(port, PORT);
                 lost = true;
@@ -799,6 +690,8 @@ async fn target_gone_is_reported() {
         }
     }
     assert!(lost);
-    let err = s.subscribe(IncomingMode::Mirror, None).await.unwrap_err();
+    let err = subscribe(&mut s, IncomingMode::Mirror, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AgentError::TargetGone { .. }), "{err:?}");
 }

@@ -6,24 +6,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Agent, Net, Pod, PodSpec, sleeper};
+use common::{Agent, Net, Pod, sleeper};
 use tether_protocol::Payload;
 use tether_protocol::agent::{ClientMessage, Request, Response};
 use tether_protocol::outgoing::{OutgoingRequest, OutgoingResponse, StreamMessage};
 use tether_testkit::net;
-
-fn echo_pod<'a>(net: &Net, name: &'a str, cmd: &'a [&'a str]) -> Pod {
-    Pod::start(
-        net,
-        PodSpec {
-            name,
-            hostname: name,
-            env: &[],
-            cmd,
-        },
-        |_| {},
-    )
-}
 
 /// Waits until `addr` accepts TCP connections from inside `pod`'s netns (the echo server started).
 async fn wait_listening(c: &mut common::Client, addr: SocketAddr, conn_id: u64) {
@@ -52,8 +39,8 @@ async fn wait_listening(c: &mut common::Client, addr: SocketAddr, conn_id: u64) 
 #[tokio::test]
 async fn tcp_to_a_cluster_only_service_and_udp_echo() {
     let net = Net::up("out");
-    let backend = echo_pod(&net, "echo", &["/testsrv", "tcp-echo", "--port", "7000"]);
-    let udp = echo_pod(&net, "uecho", &["/testsrv", "udp-echo", "--port", "7001"]);
+    let backend = Pod::run(&net, "echo", &["/testsrv", "tcp-echo", "--port", "7000"]);
+    let udp = Pod::run(&net, "uecho", &["/testsrv", "udp-echo", "--port", "7001"]);
     let svc = net::service_add(net.name(), "echo", None, 80, backend.sandbox.ip, 7000).unwrap();
     let pod = sleeper(&net, "web", &[]);
     let agent = Agent::start(pod.pid(), &[]).await;

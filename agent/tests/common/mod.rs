@@ -140,6 +140,20 @@ impl Pod {
         pod
     }
 
+    /// A pod named `name` (also its hostname) running `cmd`, with no env and an empty root.
+    pub fn run(net: &Net, name: &str, cmd: &[&str]) -> Pod {
+        Pod::start(
+            net,
+            PodSpec {
+                name,
+                hostname: name,
+                env: &[],
+                cmd,
+            },
+            |_| {},
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -210,8 +224,26 @@ impl Agent {
         env: &[(&str, &str)],
         customize: impl FnOnce(&mut tokio::process::Command),
     ) -> Agent {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether-agent"));
-        cmd.args(args)
+        Self::launch(&[], args, env, customize).await
+    }
+
+    /// As [`Agent::spawn`], run through `wrapper`: a command that execs its arguments (`setpriv
+    /// ... --`, to start the agent with fewer capabilities).
+    pub async fn spawn_wrapped(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Self::launch(wrapper, args, env, |_| {}).await
+    }
+
+    async fn launch(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        customize: impl FnOnce(&mut tokio::process::Command),
+    ) -> Agent {
+        let mut argv = wrapper.to_vec();
+        argv.push(env!("CARGO_BIN_EXE_tether-agent"));
+        let mut cmd = tokio::process::Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .envs(env.iter().copied());
         customize(&mut cmd);
@@ -247,7 +279,29 @@ impl Agent {
     }
 }
 
-type Link = Framed<TcpStream, FrameCodec<ClientMessage, AgentMessage>>;
+/// The daemon's end of an agent connection.
+pub type Link = Framed<TcpStream, FrameCodec<ClientMessage, AgentMessage>>;
+
+/// Connects to the agent at `addr` and says hello with `token` and protocol `version`; returns
+/// the link and the agent's answer (its hello, or why it refused).
+pub async fn open_link(addr: SocketAddr, token: &str, version: u32) -> (Link, AgentMessage) {
+    let stream = TcpStream::connect(addr).await.expect("connect to agent");
+    let mut link = Framed::new(stream, FrameCodec::new());
+    link.send(ClientMessage::Hello(ClientHello {
+        protocol_version: version,
+        token: token.to_owned(),
+        client: "agent-tests".into(),
+        session_id: "test".into(),
+    }))
+    .await
+    .expect("send hello");
+    let answer = tokio::time::timeout(Duration::from_secs(10), link.next())
+        .await
+        .expect("hello answered in time")
+        .expect("agent answered")
+        .expect("decodable answer");
+    (link, answer)
+}
 
 /// A daemon-side client of the agent protocol.
 pub struct Client {
@@ -272,21 +326,7 @@ impl Client {
         token: &str,
         version: u32,
     ) -> Result<(Client, AgentHello), AgentError> {
-        let stream = TcpStream::connect(addr).await.expect("connect to agent");
-        let mut link = Framed::new(stream, FrameCodec::new());
-        link.send(ClientMessage::Hello(ClientHello {
-            protocol_version: version,
-            token: token.to_owned(),
-            client: "agent-tests".into(),
-            session_id: "test".into(),
-        }))
-        .await
-        .expect("send hello");
-        let answer = tokio::time::timeout(Duration::from_secs(10), link.next())
-            .await
-            .expect("hello answered in time")
-            .expect("agent answered")
-            .expect("decodable answer");
+        let (link, answer) = open_link(addr, token, version).await;
         let client = Client {
             link,
             next_id: 1,
@@ -318,6 +358,15 @@ impl Client {
             return m;
         }
         self.recv_wire().await
+    }
+
+    /// The next message (queued ones first), waiting as long as it takes; None once the agent
+    /// closed the link. For background tasks that serve the agent until they are aborted.
+    pub async fn next_or_closed(&mut self) -> Option<AgentMessage> {
+        match self.pending.pop_front() {
+            Some(m) => Some(m),
+            None => self.link.next().await.and_then(Result::ok),
+        }
     }
 
     async fn recv_wire(&mut self) -> AgentMessage {
