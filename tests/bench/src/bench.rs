@@ -673,36 +673,44 @@ impl Bench {
         let direct_addr = self.pod.addr(pod::HTTP_DIRECT_PORT);
         self.wait_stolen(stolen_addr).await?;
         let iters = self.p.http_iters;
-        let mut stolen: Option<Samples> = None;
-        let mut direct: Option<Samples> = None;
+        // (address, who must answer, to the end of each response, to its first byte, to its
+        // last byte)
+        let mut sides = [
+            (
+                direct_addr,
+                "pod-direct",
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ),
+            (stolen_addr, "local", Vec::new(), Vec::new(), Vec::new()),
+        ];
         // Two interleaved halves, so a burst of load on the machine hits both sides.
         for _ in 0..2 {
-            for (addr, acc, want) in [
-                (direct_addr, &mut direct, "pod-direct"),
-                (stolen_addr, &mut stolen, "local"),
-            ] {
-                let out = self
-                    .probe(
-                        pod_side,
-                        Op::Http {
-                            addr,
-                            iters: iters.div_ceil(2),
-                        },
-                    )
-                    .await?;
+            for (addr, want, full, first, last) in sides.iter_mut() {
+                let op = Op::Http {
+                    addr: *addr,
+                    iters: iters.div_ceil(2),
+                };
+                let out = self.probe(pod_side, op).await?;
                 anyhow::ensure!(
-                    out.instances == [want],
+                    out.instances == [*want],
                     "requests to {addr} were answered by {:?}, not {want:?} only",
                     out.instances
                 );
-                let s = Samples::from_nanos(&out.samples_ns).context("no samples")?;
-                match acc {
-                    Some(a) => a.merge(s),
-                    None => *acc = Some(s),
-                }
+                full.extend(out.samples_ns);
+                first.extend(out.first_byte_ns);
+                last.extend(out.last_byte_ns);
             }
         }
-        let (stolen, direct) = (stolen.context("no samples")?, direct.context("no samples")?);
+        let [
+            (_, _, direct, direct_first, direct_last),
+            (_, _, stolen, stolen_first, stolen_last),
+        ] = sides;
+        let samples = |v: &[u64]| Samples::from_nanos(v).context("no samples");
+        let (direct, stolen) = (samples(&direct)?, samples(&stolen)?);
+        let (direct_first, stolen_first) = (samples(&direct_first)?, samples(&stolen_first)?);
+        let (direct_last, stolen_last) = (samples(&direct_last)?, samples(&stolen_last)?);
         let added = stolen.p50().as_secs_f64() - direct.p50().as_secs_f64();
         let over_rtt = added - rtt.p50().as_secs_f64();
         Ok(Measured {
@@ -717,6 +725,16 @@ impl Bench {
                     latency(&direct)
                 ),
                 format!("agent link round trip: {}", latency(rtt)),
+                format!(
+                    "to the response's first byte: stolen {}, direct {}",
+                    latency(&stolen_first),
+                    latency(&direct_first)
+                ),
+                format!(
+                    "to its last byte (before the close): stolen {}, direct {}",
+                    latency(&stolen_last),
+                    latency(&direct_last)
+                ),
             ],
             ratio: format!(
                 "added = 1 agent round trip ({}) {:+.3} ms",

@@ -44,7 +44,8 @@ pub enum Op {
     },
     /// One-byte round trips over one connection to the bench source's echo.
     Rtt { addr: SocketAddr, iters: u64 },
-    /// HTTP/1.1 GETs to `addr`, a new connection each (`Connection: close`).
+    /// HTTP/1.1 GETs to `addr`, a new connection each (`Connection: close`), timed from connect
+    /// to the end of the response (the server's close), and to its first and last bytes.
     Http { addr: SocketAddr, iters: u64 },
 }
 
@@ -66,6 +67,12 @@ pub struct ProbeOutput {
     /// `LocalFs`: thread CPU ns per `open`+`read`+`close`.
     #[serde(default)]
     pub open_ns: f64,
+    /// `Http`: time to the first byte of each response, in ns (`samples_ns` is to its end).
+    #[serde(default)]
+    pub first_byte_ns: Vec<u64>,
+    /// `Http`: time to the last byte of each response, in ns (before the server's close).
+    #[serde(default)]
+    pub last_byte_ns: Vec<u64>,
     /// `Http`: every distinct `x-tether-instance` header seen (which server answered).
     #[serde(default)]
     pub instances: Vec<String>,
@@ -389,6 +396,8 @@ fn rtt(addr: SocketAddr, iters: u64) -> anyhow::Result<ProbeOutput> {
 
 fn http(addr: SocketAddr, iters: u64) -> anyhow::Result<ProbeOutput> {
     let mut samples = Vec::with_capacity(iters as usize);
+    let mut first = Vec::with_capacity(iters as usize);
+    let mut last = Vec::with_capacity(iters as usize);
     let mut instances: Vec<String> = Vec::new();
     let req = format!("GET /bench HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     for _ in 0..iters {
@@ -397,9 +406,23 @@ fn http(addr: SocketAddr, iters: u64) -> anyhow::Result<ProbeOutput> {
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         s.write_all(req.as_bytes())?;
         let mut resp = Vec::new();
-        s.read_to_end(&mut resp)
-            .map_err(|e| anyhow::anyhow!("GET http://{addr}/bench: {e}"))?;
+        let mut buf = [0u8; 16 * 1024];
+        let mut last_data = t;
+        loop {
+            let n = s
+                .read(&mut buf)
+                .map_err(|e| anyhow::anyhow!("GET http://{addr}/bench: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            if resp.is_empty() {
+                first.push(t.elapsed().as_nanos() as u64);
+            }
+            last_data = Instant::now();
+            resp.extend_from_slice(&buf[..n]);
+        }
         samples.push(t.elapsed().as_nanos() as u64);
+        last.push((last_data - t).as_nanos() as u64);
         let text = String::from_utf8_lossy(&resp);
         anyhow::ensure!(
             text.starts_with("HTTP/1.1 200"),
@@ -420,6 +443,8 @@ fn http(addr: SocketAddr, iters: u64) -> anyhow::Result<ProbeOutput> {
     }
     Ok(ProbeOutput {
         samples_ns: samples,
+        first_byte_ns: first,
+        last_byte_ns: last,
         instances,
         ..Default::default()
     })
