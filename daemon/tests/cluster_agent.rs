@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use support::cluster::{
     Cluster, SAMPLES, cluster, jobs_labelled, repo_root, secrets_labelled, unique, wait_jobs_gone,
 };
-use support::{layer_stub, rpc};
+use support::{artifact, layer_stub, rpc};
 use tether::server::{DaemonState, rpc_module};
 
 /// session.start params for `target` in the samples namespace with `agent` config on top.
@@ -354,20 +354,6 @@ async fn a_user_bound_to_the_documented_role_runs_a_session() {
     // Removed with the user's own rights (delete on jobs and secrets).
     wait_jobs_gone(&admin, SAMPLES, &case).await;
     drop(user);
-}
-
-/// target/<profile>, where cargo puts the workspace's binaries.
-fn artifact(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_tether"))
-        .parent()
-        .unwrap()
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: `cargo build --workspace` first",
-        p.display()
-    );
-    p
 }
 
 /// Runs the real `tether` CLI as a user whose home is `home`, against the test cluster, with the

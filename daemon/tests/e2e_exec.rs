@@ -4,26 +4,12 @@
 //! Needs root and the workspace's binaries (`tether-agent`, `libtether_layer.so`,
 //! `tether-testsrv`) built into the same target dir: `cargo build --workspace` (tests/run and CI do).
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::{Command, Output, Stdio};
 
+use support::artifact;
 use tether_testkit::{AgentProcess, Pod, TestCluster, TestServer};
-
-/// target/<profile>, where cargo puts the workspace's binaries.
-fn target_dir() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tether"));
-    exe.parent().unwrap().to_path_buf()
-}
-
-fn artifact(name: &str) -> PathBuf {
-    let p = target_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`)",
-        p.display()
-    );
-    p
-}
 
 const TOKEN: &str = "e2e-agent-token";
 

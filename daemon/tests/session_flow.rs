@@ -6,16 +6,17 @@
 //! next to this test's `tether`); the last one needs a misbehaving agent, so it is a fake.
 
 mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{AGENT_TOKEN, FakeAgent, FakeLayer, hello};
+use common::{AGENT_TOKEN, FakeAgent, FakeLayer, hello, router_session};
+use support::artifact;
 use tether::agent_link::{AgentClient, LinkOptions};
-use tether::session::{ListenKind, LocalContext, Session, SessionOptions, SessionParams};
+use tether::session::{ListenKind, SessionOptions};
 use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
 use tether_protocol::file::{FileRequest, FileResponse, Metadata};
 use tether_protocol::flow::STREAM_WINDOW;
@@ -41,35 +42,6 @@ const SOURCE: &str = "import socket, threading\n\
     s.bind(('0.0.0.0', 7100)); s.listen(8)\n\
     while True:\n\
     \x20   c, _ = s.accept(); threading.Thread(target=pour, args=(c,), daemon=True).start()\n";
-
-fn artifact(name: &str) -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tether"));
-    let p = exe.parent().unwrap().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`)",
-        p.display()
-    );
-    p
-}
-
-async fn session_on(addr: &str, token: &str) -> Session {
-    let (client, events) = AgentClient::connect(addr, token, LinkOptions::default())
-        .await
-        .unwrap();
-    Session::start(
-        client,
-        events,
-        SessionParams {
-            id: "flow".into(),
-            options: SessionOptions::default(),
-            local: LocalContext::default(),
-            listen: ListenKind::Unix,
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// A real agent on a pod with a file and a TCP echo server on 7000, and a source pod on 7100.
 struct PodEnv {
@@ -190,7 +162,13 @@ fn read_pod_file(layer: &mut FakeLayer, id: u64) -> Vec<u8> {
 async fn an_app_socket_that_never_reads_stalls_only_its_own_stream() {
     common::init_tracing();
     let env = PodEnv::start("flow-stall");
-    let session = session_on(&env.agent.addr, TOKEN).await;
+    let session = router_session(
+        &env.agent.addr,
+        TOKEN,
+        SessionOptions::default(),
+        ListenKind::Unix,
+    )
+    .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let source = SocketAddr::from((env.source.ip(), 7100));
     let echo = SocketAddr::from((env.api.ip(), 7000));
@@ -236,7 +214,13 @@ async fn an_app_socket_that_never_reads_stalls_only_its_own_stream() {
 async fn a_slow_app_gets_every_byte_in_order_through_the_agent() {
     common::init_tracing();
     let env = PodEnv::start("flow-slow");
-    let session = session_on(&env.agent.addr, TOKEN).await;
+    let session = router_session(
+        &env.agent.addr,
+        TOKEN,
+        SessionOptions::default(),
+        ListenKind::Unix,
+    )
+    .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let echo = SocketAddr::from((env.api.ip(), 7000));
     let outcome = tokio::task::spawn_blocking(move || {
@@ -303,7 +287,9 @@ fn echo_handler() -> common::Handler {
 async fn an_agent_sending_past_the_window_loses_that_stream_not_the_link() {
     common::init_tracing();
     let mut agent = FakeAgent::start(echo_handler()).await;
-    let session = session_on(&agent.addr.to_string(), AGENT_TOKEN).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Unix)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let (mut layer, paused) = tokio::task::spawn_blocking(move || {
         let (mut layer, _) = FakeLayer::connect(&addr, hello(&token, 700, 1)).unwrap();

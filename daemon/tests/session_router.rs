@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{AGENT_TOKEN, FakeAgent, FakeLayer, POD_HOSTNAME, hello, standard_handler};
 use tether::agent_link::{AgentClient, LinkOptions};
-use tether::session::{ListenKind, LocalContext, Session, SessionOptions, SessionParams};
+use tether::session::{ListenKind, SessionOptions};
 use tether_protocol::AGENT_CONN_ID_BIT;
 use tether_protocol::agent::{AgentMessage, ClientMessage, Request, Response};
 use tether_protocol::file::{FileRequest, FileResponse};
@@ -18,25 +18,6 @@ use tether_protocol::incoming::{
 };
 use tether_protocol::layer::{LayerRequest, LayerResponse};
 use tether_protocol::outgoing::StreamMessage;
-
-async fn session_with(agent: &FakeAgent, options: SessionOptions, listen: ListenKind) -> Session {
-    let (client, events) =
-        AgentClient::connect(&agent.addr.to_string(), AGENT_TOKEN, LinkOptions::default())
-            .await
-            .unwrap();
-    Session::start(
-        client,
-        events,
-        SessionParams {
-            id: "test".into(),
-            options,
-            local: LocalContext::default(),
-            listen,
-        },
-    )
-    .await
-    .unwrap()
-}
 
 /// A port subscription or its end.
 fn is_incoming_request(m: &ClientMessage) -> bool {
@@ -59,7 +40,9 @@ fn blocking<T: Send + 'static>(
 async fn wrong_token_is_refused_and_good_token_gets_policy() {
     common::init_tracing();
     let agent = FakeAgent::start(standard_handler()).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Unix)
+        .await;
     let addr = session.address().to_owned();
     assert!(addr.starts_with("unix:"), "{addr}");
     // The socket's directory is private to the user.
@@ -114,7 +97,9 @@ async fn request_ids_are_remapped_across_concurrent_connections() {
             .collect()
     });
     let agent = FakeAgent::start(handler).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Tcp).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Tcp)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let read = |fd| LayerRequest::File(FileRequest::Read { fd, len: 10 });
     let mut joins = Vec::new();
@@ -142,7 +127,9 @@ async fn request_ids_are_remapped_across_concurrent_connections() {
 async fn outgoing_tcp_goes_through_an_interceptor() {
     common::init_tracing();
     let mut agent = FakeAgent::start(standard_handler()).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Unix)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let remote: SocketAddr = "10.96.0.10:5432".parse().unwrap();
     let echoed = blocking(move || {
@@ -190,7 +177,7 @@ async fn incoming_steal_delivers_into_the_local_listener() {
         incoming: Some(IncomingMode::Steal),
         ..SessionOptions::default()
     };
-    let session = session_with(&agent, options, ListenKind::Unix).await;
+    let session = agent.session(options, ListenKind::Unix).await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let app = StdListener::bind("127.0.0.1:0").unwrap();
     let local = app.local_addr().unwrap();
@@ -341,7 +328,7 @@ async fn stolen_requests_reuse_or_replace_local_connections() {
             http_filter: Some(HttpFilter::Path("/".into())),
             ..SessionOptions::default()
         };
-        let session = session_with(&agent, options, ListenKind::Unix).await;
+        let session = agent.session(options, ListenKind::Unix).await;
         let (addr, token) = (session.address().to_owned(), session.token().to_owned());
         let (app, conns) = spawn_http_app(keep_alive);
         let _layer = blocking(move || FakeLayer::listening(&addr, &token, 1200, app, 80))
@@ -380,7 +367,7 @@ async fn filtered_http_request_is_answered_by_the_local_server() {
         http_filter: Some(filter.clone()),
         ..SessionOptions::default()
     };
-    let session = session_with(&agent, options, ListenKind::Unix).await;
+    let session = agent.session(options, ListenKind::Unix).await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let (app, _) = spawn_http_app(false);
     let _layer = blocking(move || FakeLayer::listening(&addr, &token, 500, app, 80))
@@ -446,7 +433,9 @@ async fn agent_death_fails_pending_and_new_requests_promptly() {
     // Reads are never answered.
     let handler: common::Handler = Arc::new(|_| vec![]);
     let mut agent = FakeAgent::start(handler).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Unix)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let layer = blocking(move || {
         let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 600, 1)).unwrap();
@@ -482,7 +471,9 @@ async fn agent_death_fails_pending_and_new_requests_promptly() {
 async fn remote_fds_are_closed_when_their_last_holder_exits() {
     common::init_tracing();
     let mut agent = FakeAgent::start(standard_handler()).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Unix)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let open = LayerRequest::File(FileRequest::Open {
         path: "/etc/app.yaml".into(),
@@ -557,7 +548,9 @@ async fn silent_agent_is_detected_by_pings() {
 async fn outgoing_udp_goes_through_a_relay_that_dies_with_the_process() {
     common::init_tracing();
     let mut agent = FakeAgent::start(standard_handler()).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Unix)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let remote: SocketAddr = "10.96.0.10:53".parse().unwrap();
     let (layer, answer) = blocking(move || {
@@ -603,7 +596,9 @@ async fn outgoing_udp_goes_through_a_relay_that_dies_with_the_process() {
 async fn mirrored_connection_copies_to_the_app_and_drops_its_replies() {
     common::init_tracing();
     let agent = FakeAgent::start(standard_handler()).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Unix).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Unix)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let app = StdListener::bind("127.0.0.1:0").unwrap();
     let local = app.local_addr().unwrap();
@@ -712,7 +707,9 @@ async fn agent_that_stops_reading_does_not_hang_senders() {
 async fn ipv6_destinations_get_an_ipv6_interceptor() {
     common::init_tracing();
     let agent = FakeAgent::start(standard_handler()).await;
-    let session = session_with(&agent, SessionOptions::default(), ListenKind::Tcp).await;
+    let session = agent
+        .session(SessionOptions::default(), ListenKind::Tcp)
+        .await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     let got = blocking(move || {
         let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 1000, 1)).unwrap();
@@ -744,7 +741,7 @@ async fn debugger_ignored_and_unlisted_ports_are_never_subscribed() {
         only_ports: vec![8080],
         ..SessionOptions::default()
     };
-    let session = session_with(&agent, options, ListenKind::Unix).await;
+    let session = agent.session(options, ListenKind::Unix).await;
     let (addr, token) = (session.address().to_owned(), session.token().to_owned());
     blocking(move || {
         let (mut l, _) = FakeLayer::connect(&addr, hello(&token, 1100, 1)).unwrap();

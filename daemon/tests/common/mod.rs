@@ -147,6 +147,34 @@ pub fn standard_handler() -> Handler {
     })
 }
 
+/// A session router (id `test`) on a link to the agent at `agent_addr`, opened with `token`.
+pub async fn router_session(
+    agent_addr: &str,
+    token: &str,
+    options: tether::session::SessionOptions,
+    listen: tether::session::ListenKind,
+) -> tether::session::Session {
+    let (client, events) = tether::agent_link::AgentClient::connect(
+        agent_addr,
+        token,
+        tether::agent_link::LinkOptions::default(),
+    )
+    .await
+    .unwrap();
+    tether::session::Session::start(
+        client,
+        events,
+        tether::session::SessionParams {
+            id: "test".into(),
+            options,
+            local: tether::session::LocalContext::default(),
+            listen,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// The agent's end of one connection, as read and write halves.
 pub type AgentRead = FramedRead<OwnedReadHalf, FrameCodec<AgentMessage, ClientMessage>>;
 /// See [`AgentRead`].
@@ -256,6 +284,15 @@ impl FakeAgent {
             push,
             task,
         }
+    }
+
+    /// A session router on a link to this agent.
+    pub async fn session(
+        &self,
+        options: tether::session::SessionOptions,
+        listen: tether::session::ListenKind,
+    ) -> tether::session::Session {
+        router_session(&self.addr.to_string(), AGENT_TOKEN, options, listen).await
     }
 
     /// Sends a message to the daemon.

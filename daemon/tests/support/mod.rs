@@ -34,6 +34,21 @@ pub async fn rpc(
     }
 }
 
+/// A workspace binary or library of the build this test belongs to (`target/<profile>/NAME`,
+/// beside the `tether` binary); panics when it was not built.
+pub fn artifact(name: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_tether"))
+        .parent()
+        .unwrap()
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        p.display()
+    );
+    p
+}
+
 /// Writes a file standing in for `libtether_layer.so` into `dir`: `session.start` wants the
 /// library to exist, and these tests never load it.
 pub fn layer_stub(dir: &std::path::Path) -> std::path::PathBuf {
