@@ -21,6 +21,7 @@ use tether_protocol::file::{FileRequest, FileResponse};
 use tether_protocol::flow::{CREDIT_BATCH, STREAM_WINDOW};
 use tether_protocol::outgoing::{OutgoingRequest, StreamMessage};
 use tether_protocol::{ConnId, PROTOCOL_VERSION, Payload, RequestId};
+use tether_testkit::pattern;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Long enough for a loaded CI machine; only there to turn a hang into a failure.
@@ -226,20 +227,6 @@ fn sink_pod(net: &Net) -> Pod {
 
 fn echo_pod(net: &Net) -> Pod {
     Pod::run(net, "echo", &["/testsrv", "tcp-echo", "--port", "7000"])
-}
-
-/// Deterministic bytes that differ at every offset of a long stream (xorshift).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Echoes `payload` on `conn_id` and checks it comes back whole and in order.

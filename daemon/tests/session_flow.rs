@@ -23,7 +23,7 @@ use tether_protocol::flow::STREAM_WINDOW;
 use tether_protocol::layer::{LayerRequest, LayerResponse};
 use tether_protocol::outgoing::{OutgoingRequest, OutgoingResponse, StreamMessage};
 use tether_protocol::{AGENT_CONN_ID_BIT, Payload};
-use tether_testkit::{AgentProcess, Pod, TestCluster, TestServer};
+use tether_testkit::{AgentProcess, Pod, TestCluster, TestServer, pattern};
 
 /// Only there to turn a hang into a failure on a loaded machine; nothing here measures speed.
 const HANG: Duration = Duration::from_secs(30);
@@ -90,20 +90,6 @@ fn connect_through(layer: &mut FakeLayer, id: u64, remote: SocketAddr) -> StdStr
     s.set_read_timeout(Some(HANG)).unwrap();
     s.set_write_timeout(Some(HANG)).unwrap();
     s
-}
-
-/// Deterministic bytes that differ at every offset of a long stream (xorshift).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Writes `payload` through `s` (an echo) from another thread and reads it back, `pause` after

@@ -23,6 +23,7 @@
 //!   Shared with the `tether-testnet` CLI.
 //! - [`container`]: entering a sandbox with a new mount and UTS namespace and a private root.
 //! - [`cleanup_stale`] / [`cleanup_all`]: sweeping leftovers of dead test processes.
+//! - [`pattern`]: deterministic stream payloads that show lost, repeated or reordered bytes.
 //!
 //! Everything needs root (CI runs as root) and `ip` from iproute2; services need `iptables`.
 
@@ -32,6 +33,7 @@ mod cluster;
 pub mod container;
 mod error;
 pub mod net;
+mod payload;
 mod state;
 mod sys;
 mod testsrv;
@@ -40,6 +42,7 @@ pub use agent::AgentProcess;
 pub use cleanup::{CleanupReport, cleanup_all, cleanup_stale};
 pub use cluster::{POD_TESTSRV, Pod, PodBuilder, TestCluster, TestServer};
 pub use error::{Error, Result};
+pub use payload::pattern;
 pub use state::{
     CLUSTER_DOMAIN, DnsRecord, NetworkInfo, POD_DOMAIN, SandboxInfo, ServiceInfo, base_dir,
 };
