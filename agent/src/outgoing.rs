@@ -32,7 +32,8 @@ use tokio::task::AbortHandle;
 use crate::errors::{OpError, OpResult};
 use crate::target::Target;
 
-/// Read buffer of a stream's target -> daemon half (a quarter of the flow-control window).
+/// Read buffer of a stream's target -> daemon half (well under the flow-control window, so
+/// several reads are in flight).
 pub const READ_BUF: usize = 256 * 1024;
 
 /// How long a TCP connect may take, as a typical connect timeout in a pod.

@@ -28,11 +28,14 @@ pub const CREDIT_VERSION: u32 = 2;
 
 /// Bytes one direction of a TCP stream may have in flight (sent, not yet credited back).
 ///
-/// 1 MiB: a stream's throughput is at most window / round trip, and a kube port-forward's round
-/// trip is a few milliseconds (1 MiB / 5 ms = 200 MiB/s per stream, more than the port-forward
-/// carries). It is also the most memory a stalled stream pins at each end, so thousands of idle
-/// or paused streams still fit; a larger window buys no speed on such links and costs memory.
-pub const STREAM_WINDOW: u64 = 1 << 20;
+/// 2 MiB. A stream's throughput is at most window / round trip of the credit loop (agent, kube
+/// port-forward, daemon, local socket, and back). That loop takes a few milliseconds on a local
+/// cluster and tens over a WAN: 2 MiB / 10 ms = 200 MB/s per stream, about what `kubectl
+/// port-forward` itself carried in this repo's quick benchmark (90 to 300 MB/s, debug builds,
+/// noisy), where a 1 MiB window reached only about 65% of it. The window is also the most a
+/// stalled stream (a debuggee at a breakpoint) pins at each end, so larger windows buy little
+/// speed for a lot of memory.
+pub const STREAM_WINDOW: u64 = 2 << 20;
 
 /// Credit is returned once this much was consumed: a quarter of the window keeps the sender busy
 /// (3/4 of the window is still its to send) without a credit message per small read.
@@ -461,7 +464,7 @@ mod queues {
         async fn data_beyond_the_window_is_a_violation_and_nothing_blocks() {
             let (tx, mut inbox, _credit) = stream(7);
             let chunk = 256 * 1024;
-            for _ in 0..4 {
+            for _ in 0..STREAM_WINDOW as usize / chunk {
                 tx.push(data(chunk, 1)).unwrap();
             }
             let err = tx.push(data(1, 2)).unwrap_err();

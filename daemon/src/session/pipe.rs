@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use super::events::{ByteMeter, OpenGuard, add};
 use crate::agent_link::{AgentClient, StreamRx};
 
-/// Read size from local sockets: big reads mean few frames on the agent link. A quarter of the
+/// Read size from local sockets: big reads mean few frames on the agent link. Well under the
 /// flow-control window, so a stream keeps several reads in flight.
 const CHUNK: usize = 256 * 1024;
 
