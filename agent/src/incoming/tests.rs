@@ -471,6 +471,88 @@ async fn a_slow_mirror_never_slows_the_connection() {
     assert!(copied < LEN, "{copied}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_connection_is_read_within_the_sessions_credit() {
+    use tether_protocol::flow::STREAM_WINDOW;
+    let net = Net::new();
+    let inc = Arc::new(incoming(&net).await);
+    let (tx, mut rx) = mpsc::channel(4096);
+    inc.subscribe(1, 7003, IncomingMode::Steal, None, tx)
+        .await
+        .unwrap();
+    let (mut cr, mut cw) = net.connect(7003).await.into_split();
+    // More than the window plus what the sockets on the way can buffer.
+    const LEN: usize = 32 << 20;
+    let payload: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        cw.write_all(&sent).await.unwrap();
+        cw.shutdown().await.unwrap();
+    });
+    let AgentMessage::Incoming(IncomingEvent::NewConnection { conn_id, .. }) =
+        next_event(&mut rx).await
+    else {
+        panic!("expected a new connection")
+    };
+    // The session returns no credit: the agent stops reading the client after one window.
+    let mut got = Vec::new();
+    while let Ok(m) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        match m {
+            Some(AgentMessage::Stream(StreamMessage::Data { data, .. })) => got.extend(data.0),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!got.is_empty());
+    assert!(got.len() as u64 <= STREAM_WINDOW, "{} bytes", got.len());
+    assert!(!writer.is_finished(), "the client was not pushed back");
+    // Credit as the session consumes: every byte arrives, in order.
+    let mut owed = got.len() as u64;
+    while got.len() < LEN {
+        inc.from_session(
+            1,
+            StreamMessage::Credit {
+                conn_id,
+                bytes: std::mem::take(&mut owed),
+            },
+        );
+        match next_event(&mut rx).await {
+            AgentMessage::Stream(StreamMessage::Data { data, .. }) => {
+                owed += data.len() as u64;
+                got.extend(data.0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(got == payload, "the stolen bytes differ");
+    writer.await.unwrap();
+    assert!(matches!(
+        next_event(&mut rx).await,
+        AgentMessage::Stream(StreamMessage::Eof { .. })
+    ));
+    // A session that sends past its window loses the connection, with the reason.
+    inc.from_session(
+        1,
+        StreamMessage::Data {
+            conn_id,
+            data: vec![0u8; STREAM_WINDOW as usize + 1].into(),
+        },
+    );
+    let error = loop {
+        match next_event(&mut rx).await {
+            AgentMessage::Stream(StreamMessage::Close { error, .. }) => break error,
+            AgentMessage::Stream(StreamMessage::Credit { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    let error = error.expect("the close says why");
+    assert!(error.contains("flow control violation"), "{error}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), cr.read_to_end(&mut rest))
+        .await
+        .expect("the client's connection ends")
+        .unwrap();
+}
+
 /// The pod's server that switches `Upgrade: echo` requests to a byte echo.
 fn upgrade_echo_server(listener: TcpListener) {
     tokio::spawn(async move {
