@@ -274,6 +274,7 @@ impl Bench {
             self.pod.ip,
             fmt_duration(self.cold_start)
         ));
+        s.push_str(&format!("\nsources: {}", git_state()));
         s.push_str(&format!(
             "\nmachine: {} cores, load average {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -901,6 +902,32 @@ fn node_agent_bin() -> String {
         .find_map(|a| a.strip_prefix("--agent-bin="))
         .unwrap_or("unknown (node not found)")
         .to_owned()
+}
+
+/// The commit the binaries were built from, roughly: HEAD and how many files differ from it.
+fn git_state() -> String {
+    let repo = tether_cluster_tests::repo_root();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    match (
+        git(&["rev-parse", "--short", "HEAD"]),
+        git(&["status", "--porcelain", "--untracked-files=no"]),
+    ) {
+        (Some(head), Some(status)) => format!(
+            "commit {} with {} modified tracked file(s) in the tree",
+            head.trim(),
+            status.lines().count()
+        ),
+        _ => "unknown (no git)".into(),
+    }
 }
 
 fn latency(s: &Samples) -> String {
