@@ -116,6 +116,13 @@ fn row_names(p: &Params) -> Vec<(String, &'static str)> {
             "at least 80% of peer throughput",
         ),
         (
+            format!(
+                "outgoing TCP bulk transfer ({} MiB upload)",
+                p.bulk_bytes >> 20
+            ),
+            "at least 80% of peer throughput",
+        ),
+        (
             "stolen HTTP request, added latency over direct".into(),
             "p50 under 1 ms on top of the agent link's round trip",
         ),
@@ -198,7 +205,8 @@ impl Bench {
         let prober = Prober {
             bin: sibling("tether-bench-probe")?,
         };
-        let pod = BenchPod::ensure(&kubectl, &admin, &state_dir).await?;
+        let node_testsrv = node_arg("--testsrv-bin=").map(PathBuf::from);
+        let pod = BenchPod::ensure(&kubectl, &admin, &state_dir, node_testsrv.as_deref()).await?;
         pod.install_probe(&prober.bin)?;
         let daemon = Daemon::start(&tether, &kubectl.kubeconfig).await?;
         // Idle right after start: nothing but the API server and its caches.
@@ -210,6 +218,7 @@ impl Bench {
             .tempdir()
             .context("making the sessions' working dir")?;
         let bench_params = start_params(
+            &pod.name,
             workdir.path(),
             &prober.bin,
             &layer,
@@ -226,11 +235,13 @@ impl Bench {
         let cold_start = t.elapsed();
         let forward = tokio::task::spawn_blocking({
             let k = kubectl.clone();
-            move || PortForward::start(&k, pod::NAMESPACE, pod::POD, pod::SOURCE_PORT)
+            let name = pod.name.clone();
+            move || PortForward::start(&k, pod::NAMESPACE, &name, pod::SOURCE_PORT)
         })
         .await??;
         Ok(Bench {
-            agent_bin: node_agent_bin(),
+            agent_bin: node_arg("--agent-bin=")
+                .unwrap_or_else(|| "unknown (node not found)".into()),
             p,
             daemon,
             prober,
@@ -268,7 +279,7 @@ impl Bench {
         }
         s.push_str(&format!(
             "\ntarget: pod/{}/container/{} in {} (pod IP {}); cold session.start (new agent Job) took {}",
-            pod::POD,
+            self.pod.name,
             pod::CONTAINER,
             pod::NAMESPACE,
             self.pod.ip,
@@ -315,8 +326,10 @@ impl Bench {
         rows.push(next(self.file_read().await));
         say("outgoing connects");
         rows.push(next(self.connect().await));
-        say("outgoing bulk transfers");
-        rows.push(next(self.bulk().await));
+        say("outgoing bulk downloads");
+        rows.push(next(self.bulk(false).await));
+        say("outgoing bulk uploads");
+        rows.push(next(self.bulk(true).await));
         say("stolen HTTP requests");
         rows.push(next(self.steal(&rtt).await));
         say("hooked-but-local calls");
@@ -340,6 +353,7 @@ impl Bench {
 
     fn params(&self, steal: bool, linger_ms: u64) -> Value {
         start_params(
+            &self.pod.name,
             self.workdir.path(),
             &self.prober.bin,
             &self.layer,
@@ -389,9 +403,10 @@ impl Bench {
         let mut v = Vec::new();
         for _ in 0..self.p.peer_starts {
             let k = self.kubectl.clone();
+            let name = self.pod.name.clone();
             let d = tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
                 let t = Instant::now();
-                let pf = PortForward::start(&k, pod::NAMESPACE, pod::POD, pod::SOURCE_PORT)?;
+                let pf = PortForward::start(&k, pod::NAMESPACE, &name, pod::SOURCE_PORT)?;
                 first_byte(pf.addr)?;
                 Ok(t.elapsed())
             })
@@ -556,7 +571,7 @@ impl Bench {
     /// Bytes moved per second by one probe run, checking it moved what it should.
     async fn throughput(&self, side: Side<'_>, op: Op) -> anyhow::Result<f64> {
         let want = match &op {
-            Op::Bulk { bytes, .. } => *bytes,
+            Op::Bulk { bytes, .. } | Op::Upload { bytes, .. } => *bytes,
             Op::Fetch { .. } | Op::ReadFile { .. } => self.p.file_size,
             _ => 0,
         };
@@ -579,7 +594,7 @@ impl Bench {
         );
         let rounds = format!("median of {} run(s)", self.p.rounds);
         Ok(Measured {
-            value: format!("{t:.1} MB/s ({rounds}, {} KiB reads)", READ_BUF >> 10),
+            value: format!("{t:.1} MB/s ({rounds}, {} KiB calls)", READ_BUF >> 10),
             baselines: vec![
                 format!("peer: kubectl port-forward to the pod's server: {peer:.1} MB/s"),
                 format!("direct: {direct_what}: {direct:.1} MB/s"),
@@ -628,14 +643,24 @@ impl Bench {
         })
     }
 
-    /// Row 6: downloading bytes from the pod's server.
-    async fn bulk(&self) -> anyhow::Result<Measured> {
+    /// Rows 6 and 7: downloading bytes from the pod's server, or uploading them to it.
+    async fn bulk(&self, upload: bool) -> anyhow::Result<Measured> {
         let bytes = self.p.bulk_bytes;
         let pod_addr = self.pod.addr(pod::SOURCE_PORT);
-        let op = |addr| Op::Bulk {
-            addr,
-            bytes,
-            buf: READ_BUF,
+        let op = |addr| {
+            if upload {
+                Op::Upload {
+                    addr,
+                    bytes,
+                    buf: READ_BUF,
+                }
+            } else {
+                Op::Bulk {
+                    addr,
+                    bytes,
+                    buf: READ_BUF,
+                }
+            }
         };
         let (mut t, mut peer, mut direct) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.p.rounds {
@@ -857,6 +882,7 @@ impl LocalApp {
 
 /// `session.start` params for the bench pod.
 fn start_params(
+    pod_name: &str,
     cwd: &Path,
     program: &Path,
     layer: &Path,
@@ -872,7 +898,7 @@ fn start_params(
     }
     json!({
         "config": {"text": config.to_string(), "cwd": cwd},
-        "target": format!("pod/{}/container/{}", pod::POD, pod::CONTAINER),
+        "target": format!("pod/{pod_name}/container/{}", pod::CONTAINER),
         "namespace": pod::NAMESPACE,
         "program": program,
         "layer": layer,
@@ -892,16 +918,16 @@ fn first_byte(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The agent binary the test node maps the agent image to (its `--agent-bin`).
-fn node_agent_bin() -> String {
+/// A `--flag=` value of the running test node (`--agent-bin=`, `--testsrv-bin=`): the programs
+/// it maps the agent and test images to.
+fn node_arg(prefix: &str) -> Option<String> {
     let dir = std::env::var("TETHER_CLUSTER_DIR").unwrap_or_else(|_| "/run/tether-cluster".into());
-    let pid = std::fs::read_to_string(Path::new(&dir).join("pids/node")).unwrap_or_default();
-    let args = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+    let pid = std::fs::read_to_string(Path::new(&dir).join("pids/node")).ok()?;
+    let args = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).ok()?;
     args.split(|b| *b == 0)
         .filter_map(|a| std::str::from_utf8(a).ok())
-        .find_map(|a| a.strip_prefix("--agent-bin="))
-        .unwrap_or("unknown (node not found)")
-        .to_owned()
+        .find_map(|a| a.strip_prefix(prefix))
+        .map(str::to_owned)
 }
 
 /// The commit the binaries were built from, roughly: HEAD and how many files differ from it.

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use kube::api::ListParams;
 
 use crate::peer::Kubectl;
 
 /// Namespace of the bench pod (and of its agent Job).
 pub const NAMESPACE: &str = "tether-bench";
-/// The bench pod.
-pub const POD: &str = "bench";
+/// Name prefix of the bench pod; the rest names the build of its server (see
+/// [`BenchPod::ensure`]).
+const POD_PREFIX: &str = "bench";
 /// The container the agent targets (its root holds the files).
 pub const CONTAINER: &str = "source";
 /// `tether-testsrv bench-source` port.
@@ -39,7 +41,7 @@ metadata:
 apiVersion: v1
 kind: Pod
 metadata:
-  name: bench
+  name: POD_NAME
   namespace: tether-bench
   labels: {app: tether-bench}
 spec:
@@ -62,6 +64,8 @@ spec:
 /// The running bench pod as the node runs it.
 #[derive(Debug, Clone)]
 pub struct BenchPod {
+    /// Pod name.
+    pub name: String,
     /// Pod IP.
     pub ip: IpAddr,
     /// Host pid of the `source` container's process (its netns and root are the pod's).
@@ -69,25 +73,55 @@ pub struct BenchPod {
 }
 
 impl BenchPod {
-    /// Applies the manifest and waits until the pod is ready.
+    /// Applies the manifest and waits until the pod is ready. The pod's name carries the
+    /// modification time of `testsrv` (the program the node maps its images to), so a rebuilt
+    /// server gets a new pod: the node runs what is built, and a name is never reused right
+    /// after its deletion (the node would take the new pod for an update of the old one).
+    /// Bench pods of other builds are deleted.
     pub async fn ensure(
         kubectl: &Kubectl,
         client: &kube::Client,
         state_dir: &Path,
+        testsrv: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        kubectl
-            .run(&["apply", "-f", "-"], Some(MANIFEST))
-            .context("bench pod: applying its manifest")?;
+        let name = match testsrv.and_then(mtime_secs) {
+            Some(t) => format!("{POD_PREFIX}-{t:x}"),
+            None => POD_PREFIX.to_owned(),
+        };
         let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+        let selector = ListParams::default().labels("app=tether-bench");
+        let stale: Vec<String> = match pods.list(&selector).await {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect(),
+            Err(_) => Vec::new(), // the namespace does not exist yet
+        };
+        for old in stale.iter().filter(|n| **n != name) {
+            eprintln!("tether-bench: deleting bench pod {old} (another build of tether-testsrv)");
+            kubectl
+                .run(
+                    &["-n", NAMESPACE, "delete", "pod", old, "--wait=false"],
+                    None,
+                )
+                .context("bench pod: deleting a stale one")?;
+        }
+        kubectl
+            .run(
+                &["apply", "-f", "-"],
+                Some(&MANIFEST.replace("POD_NAME", &name)),
+            )
+            .context("bench pod: applying its manifest")?;
         let t = Instant::now();
         loop {
-            let pod = pods.get_opt(POD).await.context("bench pod: reading it")?;
-            if let Some(found) = pod.as_ref().and_then(|p| ready(p, state_dir)) {
+            let pod = pods.get_opt(&name).await.context("bench pod: reading it")?;
+            if let Some(found) = pod.as_ref().and_then(|p| ready(&name, p, state_dir)) {
                 return found;
             }
             anyhow::ensure!(
                 t.elapsed() < Duration::from_secs(90),
-                "bench pod: not ready after 90 s\n  help: {} --kubeconfig {} -n {NAMESPACE} describe pod {POD}",
+                "bench pod: {name} not ready after 90 s\n  help: {} --kubeconfig {} -n {NAMESPACE} describe pod {name}",
                 kubectl.bin.display(),
                 kubectl.kubeconfig.display()
             );
@@ -149,9 +183,15 @@ impl BenchPod {
     }
 }
 
+/// Modification time of a file, in seconds since the epoch.
+fn mtime_secs(path: &Path) -> Option<u64> {
+    let m = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+}
+
 /// `Some(Ok)` once every container is ready and the node's state file names the target pid;
 /// `None` while starting.
-fn ready(pod: &Pod, state_dir: &Path) -> Option<anyhow::Result<BenchPod>> {
+fn ready(name: &str, pod: &Pod, state_dir: &Path) -> Option<anyhow::Result<BenchPod>> {
     let status = pod.status.as_ref()?;
     let all_ready = status
         .container_statuses
@@ -168,7 +208,11 @@ fn ready(pod: &Pod, state_dir: &Path) -> Option<anyhow::Result<BenchPod>> {
         .find(|c| c.name == CONTAINER)?
         .container_id
         .clone()?;
-    Some(container_pid(state_dir, &id).map(|pid| BenchPod { ip, pid }))
+    Some(container_pid(state_dir, &id).map(|pid| BenchPod {
+        name: name.to_owned(),
+        ip,
+        pid,
+    }))
 }
 
 /// The host pid of a container, from the test node's state file

@@ -36,6 +36,13 @@ pub enum Op {
         bytes: u64,
         buf: usize,
     },
+    /// Sends `bytes` bytes to the bench source at `addr` with `write(buf)` calls; timed from the
+    /// first byte to the server's receipt for the last.
+    Upload {
+        addr: SocketAddr,
+        bytes: u64,
+        buf: usize,
+    },
     /// Asks the bench source at `addr` for the file `path` (a path in the pod) and reads it.
     Fetch {
         addr: SocketAddr,
@@ -105,6 +112,12 @@ impl Op {
                 kv("bytes", bytes),
                 kv("buf", buf),
             ],
+            Op::Upload { addr, bytes, buf } => vec![
+                "upload".into(),
+                kv("addr", addr),
+                kv("bytes", bytes),
+                kv("buf", buf),
+            ],
             Op::Fetch { addr, path, buf } => vec![
                 "fetch".into(),
                 kv("addr", addr),
@@ -159,6 +172,11 @@ impl Op {
                 bytes: num("bytes")?,
                 buf: num("buf")? as usize,
             },
+            "upload" => Op::Upload {
+                addr: addr()?,
+                bytes: num("bytes")?,
+                buf: num("buf")? as usize,
+            },
             "fetch" => Op::Fetch {
                 addr: addr()?,
                 path: get("path")?.into(),
@@ -187,6 +205,7 @@ impl Op {
             Op::Bulk { addr, bytes, buf } => {
                 transfer(*addr, &format!("BYTES {bytes}"), *buf, Some(*bytes))
             }
+            Op::Upload { addr, bytes, buf } => upload(*addr, *bytes, *buf),
             Op::Fetch { addr, path, buf } => transfer(*addr, &format!("FILE {path}"), *buf, None),
             Op::Rtt { addr, iters } => rtt(*addr, *iters),
             Op::Http { addr, iters } => http(*addr, *iters),
@@ -373,6 +392,34 @@ fn transfer(
     })
 }
 
+fn upload(addr: SocketAddr, bytes: u64, bufsize: usize) -> anyhow::Result<ProbeOutput> {
+    let mut s = dial(addr)?;
+    s.write_all(format!("SINK {bytes}\n").as_bytes())?;
+    let buf = vec![0xa5u8; bufsize.max(1)];
+    let t = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+        s.write_all(&buf[..n])
+            .map_err(|e| anyhow::anyhow!("upload to {addr}: {e}"))?;
+        left -= n as u64;
+    }
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .map_err(|e| anyhow::anyhow!("upload to {addr}: no receipt: {e}"))?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        answer.trim() == format!("OK {bytes}"),
+        "upload to {addr}: the server answered {:?}, want \"OK {bytes}\"",
+        answer.trim()
+    );
+    Ok(ProbeOutput {
+        bytes,
+        secs,
+        ..Default::default()
+    })
+}
+
 fn rtt(addr: SocketAddr, iters: u64) -> anyhow::Result<ProbeOutput> {
     let mut s = dial(addr)?;
     s.set_nodelay(true)?;
@@ -482,6 +529,11 @@ mod tests {
                 addr,
                 path: "/bench/data".into(),
                 buf: 8,
+            },
+            Op::Upload {
+                addr,
+                bytes: 10,
+                buf: 4,
             },
             Op::Rtt { addr, iters: 1 },
             Op::Http { addr, iters: 1 },

@@ -5,7 +5,9 @@
 //! command line:
 //! - `BYTES N`: sends N bytes, then closes (bulk download);
 //! - `FILE PATH`: sends the file, then closes (the peer of a remote file read);
-//! - `ECHO`: echoes every byte until the client closes (round trips).
+//! - `ECHO`: echoes every byte until the client closes (round trips);
+//! - `SINK N`: reads N bytes, then answers `OK N` and closes (bulk upload; no half-close
+//!   needed).
 //!
 //! A bad command gets `-ERR ...` and the connection closes.
 
@@ -42,7 +44,8 @@ pub(crate) fn serve(addr: SocketAddr) -> anyhow::Result<()> {
 fn handle(mut conn: TcpStream) -> anyhow::Result<()> {
     conn.set_nodelay(true).context("setting TCP_NODELAY")?;
     conn.write_all(b"+").context("sending the banner")?;
-    let mut reader = BufReader::new(conn.try_clone().context("cloning the socket")?);
+    let mut reader =
+        BufReader::with_capacity(CHUNK, conn.try_clone().context("cloning the socket")?);
     let mut line = String::new();
     if reader.read_line(&mut line).context("reading the command")? == 0 {
         return Ok(()); // connect-to-first-byte probes close right after the banner
@@ -56,6 +59,12 @@ fn handle(mut conn: TcpStream) -> anyhow::Result<()> {
         ("FILE", path) => {
             let mut f = File::open(path).with_context(|| format!("opening {path}"))?;
             copy(&mut f, &mut conn).with_context(|| format!("sending {path}"))
+        }
+        ("SINK", n) => {
+            let want: u64 = n.parse().with_context(|| format!("bad byte count {n:?}"))?;
+            let got = sink(&mut reader, want).context("reading the upload")?;
+            conn.write_all(format!("OK {got}\n").as_bytes())
+                .context("answering the upload")
         }
         ("ECHO", "") => {
             // Bytes the BufReader already holds were sent after the command: echo them first.
@@ -79,6 +88,24 @@ fn send_bytes(conn: &mut TcpStream, mut n: u64) -> anyhow::Result<()> {
         n -= len as u64;
     }
     Ok(())
+}
+
+/// Reads `want` bytes (fewer if the client closes first); returns how many it read.
+fn sink(from: &mut impl BufRead, want: u64) -> io::Result<u64> {
+    let mut total = 0;
+    while total < want {
+        let n = match from.fill_buf() {
+            Ok([]) => break,
+            Ok(b) => b
+                .len()
+                .min(usize::try_from(want - total).unwrap_or(usize::MAX)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        from.consume(n);
+        total += n as u64;
+    }
+    Ok(total)
 }
 
 /// Copies until EOF with the same chunk size as [`send_bytes`], flushing every read at once

@@ -56,7 +56,8 @@ enum Cmd {
         bind: IpAddr,
     },
     /// Benchmark source (tests/bench): sends a banner byte `+` on accept, then serves one
-    /// command line: `BYTES N` (N bytes), `FILE PATH` (the file) or `ECHO` (echo until EOF).
+    /// command line: `BYTES N` (N bytes), `FILE PATH` (the file), `ECHO` (echo until EOF) or
+    /// `SINK N` (read N bytes, answer `OK N`).
     BenchSource {
         #[arg(long)]
         port: u16,
