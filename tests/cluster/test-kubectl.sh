@@ -221,6 +221,20 @@ if poll 30 sts_ready; then
 else
   bad "StatefulSet" "$(k -n tether-samples get pods -o wide 2>&1)"
 fi
+# The StatefulSet controller recreates a deleted pod under the same name at once: the node
+# must start it, not take it for the old one still shutting down.
+old_uid=$(k -n tether-samples get pod echo-0 -o jsonpath='{.metadata.uid}' 2>/dev/null)
+k -n tether-samples delete pod echo-0 --wait=false >/dev/null 2>&1
+recreated() {
+  local got
+  got=$(k -n tether-samples get pod echo-0 -o jsonpath='{.metadata.uid} {.status.phase} {.status.containerStatuses[*].ready}' 2>/dev/null)
+  [[ -n "$old_uid" && "$got" != "$old_uid "* && "$got" == *" Running true true" ]]
+}
+if poll 60 recreated; then
+  ok "a StatefulSet pod deleted and recreated under its name runs again"
+else
+  bad "StatefulSet pod recreation" "$(k -n tether-samples get pod echo-0 -o wide 2>&1)"
+fi
 
 if [[ $teardown == 1 ]]; then
   cleanup

@@ -99,8 +99,13 @@ func (p *provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 // Updates are coalesced per pod and delivered in order by one goroutine, so an
 // older status never overtakes a newer one.
 func (p *provider) notifyLocked(pr *podRun) {
+	k := key(pr.pod.Namespace, pr.pod.Name)
+	if cur, ok := p.pods[k]; ok && cur != pr {
+		// A pod recreated under this name (a StatefulSet's) owns it now: VK matches status
+		// by name, so the old run's last words would land on the new pod.
+		return
+	}
 	pod := p.podWithStatusLocked(pr)
-	k := key(pod.Namespace, pod.Name)
 	if _, ok := p.pending[k]; !ok {
 		p.pendingOrder = append(p.pendingOrder, k)
 	}
@@ -233,11 +238,14 @@ func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
+// GetPod does not know a pod that is being deleted: VK asks by name before creating a pod,
+// and a pod recreated under the same name right after a delete (a StatefulSet's) would
+// otherwise be taken for the old one and never created.
 func (p *provider) GetPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr, ok := p.pods[key(ns, name)]
-	if !ok {
+	if !ok || pr.deleting {
 		return nil, errdefs.NotFoundf("pod %s/%s not found", ns, name)
 	}
 	return p.podWithStatusLocked(pr), nil
