@@ -7,6 +7,7 @@
 //! names a file, so frontends pass the `kubeconfig` key of the config file through.
 
 pub mod agent;
+mod client;
 pub mod targets;
 
 use std::{
@@ -186,7 +187,7 @@ impl KubeManager {
                 .hint("check the context's cluster and user entries with `kubectl config view`")
             })?;
         let namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).map_err(|e| {
+        let client = client::build(config).map_err(|e| {
             RpcError::new(
                 ErrorKind::Kubeconfig,
                 format!("cannot make a client for context `{name}`: {e}"),
