@@ -52,6 +52,19 @@ struct PodEnv {
 }
 
 impl PodEnv {
+    /// A router session with the pod's agent, and the address and token a layer uses.
+    async fn session(&self) -> (tether::session::Session, String, String) {
+        let session = router_session(
+            &self.agent.addr,
+            TOKEN,
+            SessionOptions::default(),
+            ListenKind::Unix,
+        )
+        .await;
+        let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+        (session, addr, token)
+    }
+
     fn start(label: &str) -> PodEnv {
         let cluster = TestCluster::new(label).unwrap();
         let api = cluster
@@ -148,14 +161,7 @@ fn read_pod_file(layer: &mut FakeLayer, id: u64) -> Vec<u8> {
 async fn an_app_socket_that_never_reads_stalls_only_its_own_stream() {
     common::init_tracing();
     let env = PodEnv::start("flow-stall");
-    let session = router_session(
-        &env.agent.addr,
-        TOKEN,
-        SessionOptions::default(),
-        ListenKind::Unix,
-    )
-    .await;
-    let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+    let (_session, addr, token) = env.session().await;
     let source = SocketAddr::from((env.source.ip(), 7100));
     let echo = SocketAddr::from((env.api.ip(), 7000));
     let outcome = tokio::task::spawn_blocking(move || {
@@ -200,14 +206,7 @@ async fn an_app_socket_that_never_reads_stalls_only_its_own_stream() {
 async fn a_slow_app_gets_every_byte_in_order_through_the_agent() {
     common::init_tracing();
     let env = PodEnv::start("flow-slow");
-    let session = router_session(
-        &env.agent.addr,
-        TOKEN,
-        SessionOptions::default(),
-        ListenKind::Unix,
-    )
-    .await;
-    let (addr, token) = (session.address().to_owned(), session.token().to_owned());
+    let (_session, addr, token) = env.session().await;
     let echo = SocketAddr::from((env.api.ip(), 7000));
     let outcome = tokio::task::spawn_blocking(move || {
         let (mut layer, _) = FakeLayer::connect(&addr, hello(&token, 600, 1)).unwrap();
