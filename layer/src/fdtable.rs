@@ -81,6 +81,8 @@ pub fn unmark_layer(fd: c_int) {
 pub struct RemoteHandle {
     /// The agent's handle.
     pub fd: RemoteFd,
+    /// For read-only handles: the layer's own position and read-ahead (reads go by offset).
+    pub ahead: Option<crate::readahead::ReadAhead>,
 }
 
 /// State of an intercepted socket.

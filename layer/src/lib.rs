@@ -32,6 +32,7 @@ mod log;
 mod netpolicy;
 mod ops;
 mod policy;
+mod readahead;
 mod real;
 mod state;
 

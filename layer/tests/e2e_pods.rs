@@ -226,6 +226,65 @@ except FileNotFoundError:
 }
 
 #[test]
+fn big_remote_files_read_right_through_read_ahead_seeks_dups_and_pread() {
+    let Some(python) = support::python() else {
+        eprintln!("python3 not installed: skipped");
+        return;
+    };
+    let cluster = TestCluster::new("layer-big").unwrap();
+    // Over the layer's 8 MiB memfd limit, so it is read through a remote handle.
+    let big: Vec<u8> = (0..12 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    let pod = cluster
+        .pod("big")
+        .file("/app/big.bin", big)
+        .start()
+        .unwrap();
+    let agent = start_agent(&pod);
+    let local = local_side();
+    let script = r#"
+import os
+p = "/app/big.bin"
+n = os.stat(p).st_size
+want = bytes(i % 251 for i in range(n))
+print("whole", open(p, "rb").read() == want)
+fd = os.open(p, os.O_RDONLY)
+chunks = []
+while True:
+    b = os.read(fd, 100_000)
+    if not b:
+        break
+    chunks.append(b)
+print("chunks", b"".join(chunks) == want)
+os.lseek(fd, 5, os.SEEK_SET); a = os.read(fd, 10)
+os.lseek(fd, -3, os.SEEK_CUR); b = os.read(fd, 6)
+end = os.lseek(fd, -4, os.SEEK_END); c = os.read(fd, 100)
+print("seeks", a == want[5:15], b == want[12:18], c == want[-4:], end == n - 4)
+d = os.dup(fd)
+os.lseek(d, 1000, os.SEEK_SET)
+print("dup", os.read(fd, 4) == want[1000:1004])
+print("pread", os.pread(fd, 8, 2_000_000) == want[2_000_000:2_000_008], os.lseek(fd, 0, os.SEEK_CUR) == 1004)
+with open(p, "rb") as f:
+    f.seek(9_000_000)
+    print("stdio", f.read(3) == want[9_000_000:9_000_003], f.tell() == 9_000_003)
+"#;
+    let out = tether_exec(&agent, &local, &[&python, "-c", script])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    for e in [
+        "whole True",
+        "chunks True",
+        "seeks True True True True",
+        "dup True",
+        "pread True True",
+        "stdio True True",
+    ] {
+        assert!(s.contains(e), "missing {e:?}\n{}", show(&out));
+    }
+}
+
+#[test]
 fn write_mode_changes_land_in_the_pods_filesystem() {
     let Some(python) = support::python() else {
         eprintln!("python3 not installed: skipped");

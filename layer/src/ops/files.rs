@@ -16,6 +16,7 @@ use super::path::{self, Remote};
 use super::{Detour, bypass_or};
 use crate::fdtable::{self, Entry, Kind, RemoteHandle};
 use crate::log::debug;
+use crate::readahead::ReadAhead;
 use crate::state;
 
 /// Largest file fetched whole into a memfd (frames carry at most 16 MiB).
@@ -162,7 +163,11 @@ fn open_handle(r: &Remote, flags: c_int, mode: mode_t) -> Result<c_int, i32> {
     fdtable::insert(
         fd,
         Entry::RemoteFile {
-            handle: Arc::new(RemoteHandle { fd: handle }),
+            handle: Arc::new(RemoteHandle {
+                fd: handle,
+                // Nothing else moves a read-only handle's position, so the layer can own it.
+                ahead: (flags & WRITE_FLAGS == 0).then(ReadAhead::new),
+            }),
             path: r.path.clone(),
         },
     );
@@ -217,10 +222,28 @@ pub unsafe fn open(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t
 }
 
 fn handle_of(fd: c_int) -> Option<tether_protocol::RemoteFd> {
+    remote_handle(fd).map(|h| h.fd)
+}
+
+fn remote_handle(fd: c_int) -> Option<Arc<RemoteHandle>> {
     match fdtable::get(fd) {
-        Some(Entry::RemoteFile { handle, .. }) => Some(handle.fd),
+        Some(Entry::RemoteFile { handle, .. }) => Some(handle),
         _ => None,
     }
+}
+
+/// A sequential read of a read-only handle, through its read-ahead.
+fn read_ahead(h: &RemoteHandle, ahead: &ReadAhead, n: usize) -> Result<Vec<u8>, i32> {
+    ahead.read(n, |offset, len| {
+        match file_op(FileRequest::ReadAt {
+            fd: h.fd,
+            offset,
+            len: len as u64,
+        })? {
+            FileResponse::Data(d) => Ok(d.0),
+            other => unexpected(other),
+        }
+    })
 }
 
 fn read_into(req: FileRequest, buf: *mut c_void, n: size_t) -> Result<ssize_t, i32> {
@@ -237,12 +260,19 @@ fn read_into(req: FileRequest, buf: *mut c_void, n: size_t) -> Result<ssize_t, i
 
 /// `read` on a remote handle.
 pub fn read(fd: c_int, buf: *mut c_void, n: size_t) -> Detour<ssize_t> {
-    let Some(h) = handle_of(fd) else {
+    let Some(h) = remote_handle(fd) else {
         return Detour::Bypass;
     };
+    if let Some(ahead) = &h.ahead {
+        return Detour::from_result(read_ahead(&h, ahead, n).map(|d| {
+            // SAFETY: the caller's buffer holds `n` bytes; `d` has at most `n`.
+            unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), buf.cast(), d.len()) };
+            d.len() as ssize_t
+        }));
+    }
     Detour::from_result(read_into(
         FileRequest::Read {
-            fd: h,
+            fd: h.fd,
             len: n as u64,
         },
         buf,
@@ -322,13 +352,22 @@ pub unsafe fn readv(
     cnt: c_int,
     off: Option<off64_t>,
 ) -> Detour<ssize_t> {
-    let Some(h) = handle_of(fd) else {
+    let Some(handle) = remote_handle(fd) else {
         return Detour::Bypass;
     };
+    let h = handle.fd;
     // SAFETY: the caller's iovec array.
     let iovs = unsafe { std::slice::from_raw_parts(iov, cnt.max(0) as usize) };
     let total: usize = iovs.iter().map(|v| v.iov_len).sum();
     let req = match off {
+        None if handle.ahead.is_some() => {
+            let ahead = handle.ahead.as_ref().expect("checked");
+            return match read_ahead(&handle, ahead, total) {
+                // SAFETY: forwarded.
+                Ok(d) => Detour::Done(unsafe { scatter(&d, iovs) }),
+                Err(e) => Detour::Fail(e),
+            };
+        }
         None => FileRequest::Read {
             fd: h,
             len: total as u64,
@@ -345,7 +384,16 @@ pub unsafe fn readv(
         Ok(other) => return Detour::from_result(unexpected(other)),
         Err(e) => return Detour::Fail(e),
     };
-    let mut src = data.as_slice();
+    // SAFETY: forwarded.
+    Detour::Done(unsafe { scatter(data.as_slice(), iovs) })
+}
+
+/// Copies `data` into the iovecs in order; returns the bytes copied.
+///
+/// # Safety
+/// Each iovec points to `iov_len` writable bytes.
+unsafe fn scatter(data: &[u8], iovs: &[libc::iovec]) -> ssize_t {
+    let mut src = data;
     let mut done = 0usize;
     for v in iovs {
         if src.is_empty() {
@@ -357,7 +405,7 @@ pub unsafe fn readv(
         src = &src[n..];
         done += n;
     }
-    Detour::Done(done as ssize_t)
+    done as ssize_t
 }
 
 /// `writev` (`off` = None) or `pwritev` on a remote handle: gathered into one write.
@@ -399,9 +447,17 @@ pub unsafe fn writev(
 
 /// `lseek` on a remote handle.
 pub fn lseek(fd: c_int, off: off64_t, whence: c_int) -> Detour<off64_t> {
-    let Some(h) = handle_of(fd) else {
+    let Some(handle) = remote_handle(fd) else {
         return Detour::Bypass;
     };
+    let h = handle.fd;
+    if let Some(ahead) = &handle.ahead {
+        let size = || match file_op(FileRequest::Fstat { fd: h })? {
+            FileResponse::Metadata(m) => Ok(m.size),
+            other => unexpected(other),
+        };
+        return Detour::from_result(ahead.seek(off, whence, size).map(|p| p as off64_t));
+    }
     let from = match whence {
         libc::SEEK_SET if off >= 0 => SeekFrom::Start(off as u64),
         libc::SEEK_CUR => SeekFrom::Current(off),
