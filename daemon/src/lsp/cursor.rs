@@ -166,6 +166,103 @@ fn read_quoted(chars: &[char], i: &mut usize, quote: char) -> Result<String, Str
     Err(s)
 }
 
+/// Where a flow scanner goes after one step: the next mode, or `Err` with the answer to give now
+/// (a cursor when the text ends inside a value, `None` when nothing can be completed).
+type Step = Result<Mode, Option<Cursor>>;
+
+/// What the flow syntaxes (TOML inline tables and arrays, JSON) differ in.
+struct Flow {
+    /// Characters that open (and close) a string.
+    quotes: &'static [char],
+    /// Characters that end a bare scalar.
+    ends_scalar: fn(char) -> bool,
+}
+
+const TOML_FLOW: Flow = Flow {
+    quotes: &['"', '\''],
+    ends_scalar: |c| matches!(c, ',' | '}' | ']' | '#' | ' ' | '\t'),
+};
+
+const JSON_FLOW: Flow = Flow {
+    quotes: &['"'],
+    ends_scalar: |c| matches!(c, ',' | '}' | ']') || c.is_whitespace(),
+};
+
+/// One step at `c = chars[*i]` in value position (`p` is the value's path): containers open,
+/// strings and bare scalars are read.
+fn value_step(
+    chars: &[char],
+    i: &mut usize,
+    stack: &mut Vec<Frame>,
+    p: Vec<String>,
+    c: char,
+    flow: &Flow,
+) -> Step {
+    match c {
+        '{' => {
+            stack.push(Frame::Object(p));
+            *i += 1;
+            Ok(Mode::Key)
+        }
+        '[' => {
+            let first = Mode::Value(item(&p));
+            stack.push(Frame::Array(p));
+            *i += 1;
+            Ok(first)
+        }
+        ']' => {
+            stack.pop();
+            *i += 1;
+            Ok(Mode::After)
+        }
+        q if flow.quotes.contains(&q) => {
+            *i += 1;
+            match read_quoted(chars, i, q) {
+                Ok(_) => Ok(Mode::After),
+                Err(prefix) => Err(Some(Cursor::Value {
+                    path: join(&p),
+                    prefix,
+                    quoted: true,
+                })),
+            }
+        }
+        _ => {
+            let start = *i;
+            while *i < chars.len() && !(flow.ends_scalar)(chars[*i]) {
+                *i += 1;
+            }
+            if *i == chars.len() {
+                return Err(Some(Cursor::Value {
+                    path: join(&p),
+                    prefix: chars[start..].iter().collect(),
+                    quoted: false,
+                }));
+            }
+            Ok(Mode::After)
+        }
+    }
+}
+
+/// One step at `c` after a value: the next item or key, or the end of a container.
+fn after_step(i: &mut usize, stack: &mut Vec<Frame>, c: char) -> Step {
+    match c {
+        ',' => {
+            *i += 1;
+            match stack.last() {
+                Some(Frame::Object(_)) => Ok(Mode::Key),
+                Some(Frame::Array(p)) => Ok(Mode::Value(item(p))),
+                None => Err(None),
+            }
+        }
+        '}' | ']' => {
+            stack.pop().ok_or(None)?;
+            *i += 1;
+            Ok(Mode::After)
+        }
+        _ => Err(None),
+    }
+}
+
 fn is_bare_key(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '-'
 }
@@ -288,64 +385,13 @@ fn toml(above: &[&str], before: &str) -> Option<Cursor> {
                     }
                 }
             }
-            Mode::Value(p) => match c {
-                '{' => {
-                    stack.push(Frame::Object(p));
-                    i += 1;
-                    mode = Mode::Key;
-                }
-                '[' => {
-                    mode = Mode::Value(item(&p));
-                    stack.push(Frame::Array(p));
-                    i += 1;
-                }
-                ']' => {
-                    stack.pop();
-                    i += 1;
-                    mode = Mode::After;
-                }
-                '"' | '\'' => {
-                    i += 1;
-                    match read_quoted(&chars, &mut i, c) {
-                        Ok(_) => mode = Mode::After,
-                        Err(prefix) => {
-                            return Some(Cursor::Value {
-                                path: join(&p),
-                                prefix,
-                                quoted: true,
-                            });
-                        }
-                    }
-                }
-                _ => {
-                    let start = i;
-                    while i < chars.len() && !matches!(chars[i], ',' | '}' | ']' | '#' | ' ' | '\t')
-                    {
-                        i += 1;
-                    }
-                    if i == chars.len() {
-                        return Some(Cursor::Value {
-                            path: join(&p),
-                            prefix: chars[start..].iter().collect(),
-                            quoted: false,
-                        });
-                    }
-                    mode = Mode::After;
-                }
+            Mode::Value(p) => match value_step(&chars, &mut i, &mut stack, p, c, &TOML_FLOW) {
+                Ok(m) => mode = m,
+                Err(answer) => return answer,
             },
-            Mode::After => match c {
-                ',' => {
-                    i += 1;
-                    mode = match stack.last()? {
-                        Frame::Object(_) => Mode::Key,
-                        Frame::Array(p) => Mode::Value(item(p)),
-                    };
-                }
-                '}' | ']' => {
-                    stack.pop();
-                    i += 1;
-                }
-                _ => return None,
+            Mode::After => match after_step(&mut i, &mut stack, c) {
+                Ok(m) => mode = m,
+                Err(answer) => return answer,
             },
         }
     }
@@ -471,66 +517,13 @@ fn json(head: &str) -> Option<Cursor> {
                 }
                 _ => return None,
             },
-            Mode::Value(p) => match c {
-                '{' => {
-                    stack.push(Frame::Object(p));
-                    i += 1;
-                    mode = Mode::Key;
-                }
-                '[' => {
-                    mode = Mode::Value(item(&p));
-                    stack.push(Frame::Array(p));
-                    i += 1;
-                }
-                ']' => {
-                    stack.pop();
-                    i += 1;
-                    mode = Mode::After;
-                }
-                '"' => {
-                    i += 1;
-                    match read_quoted(&chars, &mut i, '"') {
-                        Ok(_) => mode = Mode::After,
-                        Err(prefix) => {
-                            return Some(Cursor::Value {
-                                path: join(&p),
-                                prefix,
-                                quoted: true,
-                            });
-                        }
-                    }
-                }
-                _ => {
-                    let start = i;
-                    while i < chars.len()
-                        && !matches!(chars[i], ',' | '}' | ']')
-                        && !chars[i].is_whitespace()
-                    {
-                        i += 1;
-                    }
-                    if i == chars.len() {
-                        return Some(Cursor::Value {
-                            path: join(&p),
-                            prefix: chars[start..].iter().collect(),
-                            quoted: false,
-                        });
-                    }
-                    mode = Mode::After;
-                }
+            Mode::Value(p) => match value_step(&chars, &mut i, &mut stack, p, c, &JSON_FLOW) {
+                Ok(m) => mode = m,
+                Err(answer) => return answer,
             },
-            Mode::After => match c {
-                ',' => {
-                    i += 1;
-                    mode = match stack.last()? {
-                        Frame::Object(_) => Mode::Key,
-                        Frame::Array(p) => Mode::Value(item(p)),
-                    };
-                }
-                '}' | ']' => {
-                    stack.pop()?;
-                    i += 1;
-                }
-                _ => return None,
+            Mode::After => match after_step(&mut i, &mut stack, c) {
+                Ok(m) => mode = m,
+                Err(answer) => return answer,
             },
         }
     }
