@@ -249,11 +249,7 @@ fn filtered_steal_reaches_the_local_app_and_sigterm_is_forwarded() {
     let agent = start_agent(&pod);
 
     let cwd = tempfile::tempdir().unwrap();
-    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let local_port = tether_testkit::free_port();
     std::fs::create_dir(cwd.path().join(".tether")).unwrap();
     std::fs::write(
         cwd.path().join(".tether/tether.json"),
@@ -399,11 +395,7 @@ fn whole_port_steal_over_a_tcp_session_and_sigint_is_forwarded() {
     let agent = start_agent(&pod);
 
     let cwd = tempfile::tempdir().unwrap();
-    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let local_port = tether_testkit::free_port();
     std::fs::create_dir(cwd.path().join(".tether")).unwrap();
     // The file says mirror; the --incoming flag overrides it.
     std::fs::write(
@@ -463,11 +455,7 @@ fn mirror_copies_pod_traffic_to_the_local_app() {
     let agent = start_agent(&pod);
 
     let cwd = tempfile::tempdir().unwrap();
-    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let local_port = tether_testkit::free_port();
     std::fs::create_dir(cwd.path().join(".tether")).unwrap();
     std::fs::write(
         cwd.path().join(".tether/tether.json"),

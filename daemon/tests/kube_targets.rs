@@ -139,11 +139,7 @@ async fn forbidden_kinds_become_warnings_and_forbidden_pods_an_error() {
 #[tokio::test]
 async fn unreachable_cluster_is_a_kube_api_error() {
     // A kubeconfig pointing at a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tether_testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kc");
     std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: dead\n  context:\n    cluster: c\ncurrent-context: dead\nusers: []\n")).unwrap();

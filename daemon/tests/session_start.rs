@@ -206,11 +206,7 @@ async fn agent_refusal_is_reported_and_leaves_no_session() {
 
     // Nothing listening.
     let mut p = params(&agent, AGENT_TOKEN, dir.path(), 100);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tether_testkit::free_port();
     p["agent"]["address"] = json!(format!("127.0.0.1:{port}"));
     let e = rpc(&m, "session.start", p).await.unwrap_err();
     assert_eq!(error_kind(&e), "agent_unavailable", "{e}");

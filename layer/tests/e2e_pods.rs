@@ -520,12 +520,6 @@ except OSError as e:
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
-/// A local port nobody listens on (a test's local app takes it over).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Config (for [`local_side_with`]): incoming `mode` for the pod's port 8080, served locally on
 /// `local_port`.
 fn incoming(mode: &str, local_port: u16) -> String {
@@ -618,7 +612,7 @@ fn c_listener_receives_stolen_then_mirrored_requests_and_its_child_reads_pod_fil
     let bin = support::compile_c(dir.path(), "listener", C_LISTENER, &["-O2"]);
 
     // Steal: the pod's client gets the local C server's answer.
-    let port = free_port();
+    let port = tether_testkit::free_port();
     let local = local_side_with(&incoming("steal", port));
     let mut app = tether_exec(&agent, &local, &[bin.to_str().unwrap(), &port.to_string()])
         .stdout(Stdio::piped())
@@ -635,7 +629,7 @@ fn c_listener_receives_stolen_then_mirrored_requests_and_its_child_reads_pod_fil
     assert!(s.contains("got /stolen-by-c"), "{}", show(&out));
 
     // Mirror: the pod's own server answers every request; the C server gets a copy.
-    let port = free_port();
+    let port = tether_testkit::free_port();
     let local = local_side_with(&incoming("mirror", port));
     let mut app = tether_exec(&agent, &local, &[bin.to_str().unwrap(), &port.to_string()])
         .stdout(Stdio::piped())
@@ -673,7 +667,7 @@ fn node_server_receives_stolen_requests_and_node_sees_the_pod() {
     let svc = cluster.expose("backend-svc", 80, &backend, 8080).unwrap();
     let client = cluster.pod("client").start().unwrap();
     let agent = start_agent(&pod);
-    let port = free_port();
+    let port = tether_testkit::free_port();
     let local = local_side_with(&incoming("steal", port));
     let script = format!(
         r#"

@@ -46,5 +46,5 @@ pub use payload::pattern;
 pub use state::{
     CLUSTER_DOMAIN, DnsRecord, NetworkInfo, POD_DOMAIN, SandboxInfo, ServiceInfo, base_dir,
 };
-pub use sys::{ProcessId, Proto};
+pub use sys::{ProcessId, Proto, free_port};
 pub use testsrv::{TESTSRV, testsrv_bin};

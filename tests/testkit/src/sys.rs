@@ -403,6 +403,13 @@ pub(crate) fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> b
     }
 }
 
+/// A loopback TCP port nobody listens on right now (the listener that found it is closed), for a
+/// local app to take over or for a connection that must be refused.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
